@@ -1,0 +1,1 @@
+"""HTTP API logic, routes as data."""

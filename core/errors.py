@@ -1,0 +1,100 @@
+"""The one tree of Nimbus errors.
+
+Every error a component raises on purpose is a :class:`NimbusError`. Errors that
+reach an API carry the HTTP status they map to, so the HTTP adapter never guesses.
+"""
+
+from __future__ import annotations
+
+
+class NimbusError(Exception):
+    """Base of every error Nimbus raises on purpose."""
+
+    status: int = 500
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message or self.__class__.__doc__ or self.__class__.__name__
+
+
+class ConfigError(NimbusError):
+    """A configuration value, key, or plug-in name is wrong."""
+
+    status = 500
+
+
+class UnknownNameError(ConfigError):
+    """A configured name is not in its registry; the message lists the valid names."""
+
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]) -> None:
+        listed = ", ".join(sorted(valid)) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}; valid {kind} names: {listed}")
+        self.kind = kind
+        self.name = name
+        self.valid = tuple(sorted(valid))
+
+
+class Cancelled(BaseException):  # noqa: N818 - mirrors asyncio.CancelledError
+    """A task was cancelled. A BaseException, so ``except Exception`` does not swallow it."""
+
+
+class TransportError(NimbusError):
+    """A message could not be sent, delivered or understood."""
+
+    status = 503
+
+
+class RpcTimeout(TransportError, TimeoutError):
+    """No reply to an RPC call arrived within its timeout."""
+
+    status = 504
+
+
+class MessageError(TransportError):
+    """A message on the wire is malformed, of an unknown type, or of an unknown version."""
+
+    status = 400
+
+
+class RemoteError(NimbusError):
+    """The remote end of an RPC call raised; carries the remote error's type and message."""
+
+    def __init__(self, exc_type: str, message: str, status: int = 500) -> None:
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.remote_message = message
+        self.status = status
+
+
+class NoSuchEndpoint(NimbusError):
+    """A service received a message for which it declares no endpoint."""
+
+    status = 501
+
+
+class ApiError(NimbusError):
+    """An error answered to an API client, with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SchedulingError(NimbusError):
+    """The scheduler could not place a request."""
+
+
+class NoValidHost(SchedulingError):
+    """No host can take the request."""
+
+    status = 400
+
+
+class DriverError(NimbusError):
+    """A hypervisor driver operation failed."""
+
+
+class DriverNotSupported(DriverError):
+    """The hypervisor driver does not support this operation."""
+
+    status = 409
