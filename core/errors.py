@@ -34,7 +34,7 @@ class UnknownNameError(ConfigError):
         self.valid = tuple(sorted(valid))
 
 
-class Cancelled(BaseException):  # noqa: N818 - mirrors asyncio.CancelledError
+class Cancelled(BaseException):
     """A task was cancelled. A BaseException, so ``except Exception`` does not swallow it."""
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nimbus.core.errors import (
@@ -44,6 +44,17 @@ log = logging.getLogger(__name__)
 
 #: A request handler: takes the message, returns the reply body (or None).
 Handler = Callable[[Any], Awaitable[Any]]
+
+
+def _positive_seconds(value: float) -> str | None:
+    return None if value > 0 else f"expected a positive number of seconds, got {value}"
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    """The ``[rpc]`` section: ``timeout`` is how long a call waits for its reply, in seconds."""
+
+    timeout: float = field(default=30.0, metadata={"check": _positive_seconds})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ same Runtime.
 from __future__ import annotations
 
 import random
+from types import TracebackType
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -122,7 +123,12 @@ class Lock(Protocol):
 
     async def __aenter__(self) -> None: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class Semaphore(Lock, Protocol):

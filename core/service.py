@@ -126,7 +126,8 @@ class Service:
 
     def endpoints(self) -> dict[str, Handler]:
         """Message type name -> bound handler, from the ``@endpoint`` methods."""
-        return {msg: getattr(self, name) for name, msg in self._marked("__nimbus_endpoint__").items()}
+        marked = self._marked("__nimbus_endpoint__")
+        return {msg: getattr(self, name) for name, msg in marked.items()}
 
     def periodic_tasks(self) -> dict[str, PeriodicSpec]:
         """Method name -> schedule, from the ``@periodic`` methods."""

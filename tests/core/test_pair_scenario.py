@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from nimbus.core.service import ServiceContext, ServiceHost
-from nimbus.core.transport import InProcessTransport
 from nimbus.runtime import AsyncioRuntime
 from nimbus.sim.runtime import SimRuntime
+from nimbus.sim.transport import SimTransport, constant_latency
 
 from .pair_scenario import ALPHA_HOST, BETA_HOST, Alpha, Beta
 
@@ -32,7 +32,7 @@ def expected() -> dict:
 
 def run_in_sim(seed: int) -> tuple[dict, float]:
     rt = SimRuntime(seed)
-    transport = InProcessTransport(rt, latency=lambda env, address: 0.0005)
+    transport = SimTransport(rt, latency=constant_latency(0.0005))
 
     async def main() -> dict:
         alpha = Alpha(ServiceContext(rt, transport, ALPHA_HOST))

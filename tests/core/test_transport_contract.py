@@ -19,6 +19,7 @@ from nimbus.core.rpc import RpcEndpoint
 from nimbus.core.transport import InProcessTransport, Transport
 from nimbus.runtime import AsyncioRuntime
 from nimbus.sim.runtime import SimRuntime
+from nimbus.sim.transport import SimTransport, constant_latency
 
 
 @message("contract.echo")
@@ -69,7 +70,7 @@ class World:
     def run(self, body: Body) -> None:
         if self.kind == "sim":
             rt: Any = SimRuntime(seed=3)
-            shared = InProcessTransport(rt, latency=lambda env, address: 0.001)
+            shared: Transport = SimTransport(rt, latency=constant_latency(0.001))
         else:
             rt = AsyncioRuntime(seed=3)
             shared = InProcessTransport(rt)

@@ -1,0 +1,246 @@
+"""Configuration: frozen per-component sections, loaded from TOML, environment and flags.
+
+There is no global configuration object. Each component declares its own frozen
+section dataclass (``ApiConfig`` next to the API, ``RpcConfig`` next to RPC, the
+process-level ones below) and is handed that section. :func:`load_config` builds a
+:class:`NimbusConfig` from, in increasing precedence:
+
+1. the defaults of each dataclass;
+2. a TOML file: ``[api]`` / ``port = 9000``;
+3. environment variables ``NIMBUS_<SECTION>__<KEY>``: ``NIMBUS_API__PORT=9000``;
+4. overrides ``section.key=value``, from ``--set`` and the dedicated CLI flags.
+
+Strings are converted to each field's type (``"9000"`` to an int, ``"true"`` to a
+bool, ``"api,queue"`` to a tuple). An unknown section or key, a wrong type or an
+out-of-range value is a :class:`ConfigError` naming the key and where it came from.
+A field may declare ``metadata={"check": fn}``, where ``fn(value)`` returns an error
+text or None, to validate its range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from nimbus.core.api.config import ApiConfig
+from nimbus.core.errors import ConfigError
+from nimbus.core.rpc import RpcConfig
+
+ENV_PREFIX = "NIMBUS_"
+
+LOG_LEVELS = ("CRITICAL", "DEBUG", "ERROR", "INFO", "WARNING")
+
+
+def _log_level(value: str) -> str | None:
+    if value.upper() in LOG_LEVELS:
+        return None
+    return f"unknown log level {value!r} (valid: {', '.join(LOG_LEVELS)})"
+
+
+def _nonempty(value: str) -> str | None:
+    return None if value.strip() else "expected a non-empty string"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """The ``[transport]`` section: how services of different processes reach each other.
+
+    ``kind`` is ``local`` (in-process) or ``zmq`` (through a ZeroMQ broker at
+    ``broker_url``). ``run_broker`` makes this process run the broker too, as the
+    ``queue`` service does.
+    """
+
+    kind: str = field(default="local", metadata={"check": _nonempty})
+    broker_url: str = "tcp://127.0.0.1:5570"
+    run_broker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """The ``[runtime]`` section: ``kind`` names the runtime; ``seed`` None draws from the OS."""
+
+    kind: str = field(default="asyncio", metadata={"check": _nonempty})
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """The ``[serve]`` section: which services this process hosts, under which host name."""
+
+    services: tuple[str, ...] = ("api",)
+    host: str = field(default_factory=socket.gethostname, metadata={"check": _nonempty})
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """The ``[log]`` section: ``level`` is a standard logging level name."""
+
+    level: str = field(default="INFO", metadata={"check": _log_level})
+
+
+@dataclass(frozen=True, slots=True)
+class NimbusConfig:
+    """Every section, composed; components receive only their own section."""
+
+    api: ApiConfig = field(default_factory=ApiConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+#: Section name -> its dataclass, the fields of NimbusConfig.
+SECTIONS: Mapping[str, type[Any]] = {
+    f.name: typing.get_type_hints(NimbusConfig)[f.name] for f in dataclasses.fields(NimbusConfig)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """One ``section.key=value`` setting and where it came from (for error messages)."""
+
+    key: str
+    value: str
+    source: str
+
+
+def load_config(
+    path: str | None,
+    env: Mapping[str, str],
+    overrides: Sequence[str | Override] = (),
+) -> NimbusConfig:
+    """Build the configuration from defaults, a TOML file, the environment and overrides.
+
+    ``overrides`` are ``"section.key=value"`` strings (from ``--set``) or
+    :class:`Override` values (from dedicated flags); later ones win.
+    """
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    if path:
+        for section, key, raw in _file_settings(path):
+            _apply(values, section, key, raw, f"config file {path}", in_file=True)
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].partition("__")
+            _apply(values, section.lower(), key.lower(), env[name], name)
+    for item in overrides:
+        ov = item if isinstance(item, Override) else _parse_set(item)
+        section, _, key = ov.key.partition(".")
+        _apply(values, section, key, ov.value, ov.source)
+    return NimbusConfig(**{name: SECTIONS[name](**values[name]) for name in SECTIONS})
+
+
+def _parse_set(item: str) -> Override:
+    source = f"--set {item}"
+    key, sep, value = item.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"{source}: expected SECTION.KEY=VALUE")
+    return Override(key.strip(), value, source)
+
+
+def _file_settings(path: str) -> Iterable[tuple[str, str, Any]]:
+    where = f"config file {path}"
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    for section, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {section!r} is outside any [section] table")
+        if section not in SECTIONS:
+            raise ConfigError(f"{where}: unknown section [{section}] (valid: {_names(SECTIONS)})")
+        for key, raw in table.items():
+            yield section, key, raw
+
+
+def _apply(
+    values: dict[str, dict[str, Any]],
+    section: str,
+    key: str,
+    raw: Any,
+    where: str,
+    *,
+    in_file: bool = False,
+) -> None:
+    cls = SECTIONS.get(section)
+    if cls is None:
+        raise ConfigError(f"{where}: unknown section {section!r} (valid: {_names(SECTIONS)})")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    spec = fields.get(key)
+    if spec is None:
+        raise ConfigError(f"{where}: [{section}] unknown key {key!r} (valid: {_names(fields)})")
+    what = f"{where}: [{section}] {key}" if in_file else where
+    tp = typing.get_type_hints(cls)[key]
+    value = _convert(raw, tp, what)
+    check: Callable[[Any], str | None] | None = spec.metadata.get("check")
+    problem = check(value) if check is not None else None
+    if problem:
+        raise ConfigError(f"{what}: {problem}")
+    values[section][key] = value
+
+
+def _convert(raw: Any, tp: Any, what: str) -> Any:
+    """``raw`` as a value of type ``tp``; strings from env and flags are parsed leniently."""
+    if isinstance(raw, str):
+        if _is_optional(tp) and raw.strip().lower() in ("", "none", "null"):
+            return None
+        if typing.get_origin(tp) is tuple:
+            raw = [part.strip() for part in raw.split(",") if part.strip()]
+        elif _allows(tp, bool) and not _allows(tp, str):
+            raw = raw.strip().lower()
+            raw = {"yes": "true", "on": "true", "no": "false", "off": "false"}.get(raw, raw)
+        elif not _allows(tp, str):
+            raw = raw.strip()
+    try:
+        return msgspec.convert(raw, tp, strict=False)
+    except msgspec.ValidationError:
+        raise ConfigError(f"{what}: expected {_type_name(tp)}, got {raw!r}") from None
+
+
+def _is_optional(tp: Any) -> bool:
+    return _is_union(tp) and type(None) in typing.get_args(tp)
+
+
+def _is_union(tp: Any) -> bool:
+    return isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+
+
+def _allows(tp: Any, kind: type) -> bool:
+    members = typing.get_args(tp) if _is_union(tp) else (tp,)
+    return kind in members
+
+
+def _type_name(tp: Any) -> str:
+    if _is_union(tp):
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return "none"
+    if typing.get_origin(tp) is tuple:
+        return f"a comma-separated list of {_type_name(typing.get_args(tp)[0])}"
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def configure_logging(config: LogConfig) -> None:
+    """Log to stderr at the configured level."""
+    logging.basicConfig(
+        level=config.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
