@@ -1,6 +1,6 @@
 """RPC and runtime throughput, as ratios against baselines measured in the same run.
 
-    python -m nimbus.bench.rpc [--n N] [--zmq-calls N] [--concurrency C]
+    nimbus bench rpc [--n N] [--calls N] [--zmq-calls N] [--concurrency C]
 
 Prints, one line each:
 
@@ -250,7 +250,10 @@ def rpc_zmq(n: int, concurrency: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="nimbus bench rpc", description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--n", type=int, default=50_000, help="messages per bridge run")
     p.add_argument("--calls", type=int, default=20_000, help="RPC calls per in-process run")
     p.add_argument("--zmq-calls", type=int, default=20_000, help="RPC calls over ZeroMQ")

@@ -29,6 +29,13 @@ class Registry(Generic[T], Mapping[str, T]):
         except KeyError:
             raise UnknownNameError(self.kind, name, list(self._entries)) from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
+        """The entry for ``name``, or ``default``; never raises."""
+        return self._entries.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 

@@ -14,8 +14,8 @@ same Runtime.
 from __future__ import annotations
 
 import random
-from types import TracebackType
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from nimbus.core.errors import ConfigError
+from nimbus.core.errors import Cancelled, ConfigError
 from nimbus.core.messages import MESSAGES
 from nimbus.core.metrics import Metrics
 from nimbus.core.rpc import Handler, RpcEndpoint
@@ -136,7 +136,11 @@ class Service:
     async def start(self) -> None:
         """Bind the endpoint, run ``on_start``, then start the periodic tasks."""
         await self.rpc.start()
-        await self.on_start()
+        try:
+            await self.on_start()
+        except BaseException:
+            await self.rpc.stop()  # a half-started service must not stay bound
+            raise
         for name, spec in sorted(self.periodic_tasks().items()):
             task = self.runtime.spawn(self._run_periodic(name, spec), name=f"{self.topic}:{name}")
             self._tasks.append(task)
@@ -150,8 +154,11 @@ class Service:
         for task in self._tasks:
             try:
                 await task.join()
-            except BaseException:  # cancelled or failed: it is stopping anyway
-                pass
+            except Cancelled:
+                if not task.cancelled():
+                    raise  # the cancel is aimed at us, not at the periodic task
+            except Exception:
+                log.exception("%s periodic task %s failed while stopping", self.topic, task.name)
         self._tasks.clear()
         await self.on_stop()
         await self.rpc.stop()

@@ -35,7 +35,10 @@ class AioTask:
         return self._task.done()
 
     def cancelled(self) -> bool:
-        return self._task.cancelled()
+        # Ending with the core's Cancelled (say, let out of a join) is being cancelled
+        # too, as in simulation and as asyncio treats its own CancelledError.
+        task = self._task
+        return task.cancelled() or (task.done() and isinstance(task.exception(), Cancelled))
 
     def result(self) -> Any:
         if not self._task.done():
@@ -80,6 +83,27 @@ class AioQueue(asyncio.Queue[Any]):
             raise QueueFull() from None
 
 
+class AioFuture(asyncio.Future[Any]):
+    """asyncio.Future as the core protocol has it: set twice is a ``RuntimeError``, and a
+    task cancelled while awaiting it leaves it pending for the others, as in simulation
+    (a plain asyncio future would be cancelled with its awaiter)."""
+
+    def set_result(self, value: Any) -> None:
+        if self.done():
+            raise RuntimeError("future is already done")
+        super().set_result(value)
+
+    def set_exception(self, exc: BaseException) -> None:  # type: ignore[override]
+        if self.done():
+            raise RuntimeError("future is already done")
+        super().set_exception(exc)
+
+    def __await__(self) -> Any:
+        if self.done():
+            return super().__await__()
+        return asyncio.shield(self).__await__()
+
+
 class AioEvent(asyncio.Event):
     """asyncio.Event whose ``wait`` returns None, as the core protocol says."""
 
@@ -120,7 +144,8 @@ class AsyncioRuntime:
         return asyncio.sleep(max(0.0, seconds))
 
     def spawn(self, coro: Coroutine[Any, Any, T], name: str = "") -> AioTask:
-        return AioTask(asyncio.get_running_loop().create_task(coro, name=name or None))
+        name = name or getattr(coro, "__qualname__", "task")  # as in simulation
+        return AioTask(asyncio.get_running_loop().create_task(coro, name=name))
 
     def call_later(
         self, delay: float, fn: Callable[..., object], *args: object
@@ -128,13 +153,19 @@ class AsyncioRuntime:
         return asyncio.get_running_loop().call_later(max(0.0, delay), fn, *args)
 
     async def timeout(self, awaitable: Awaitable[T], seconds: float) -> T:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for runs the work in another task
+        # and, cancelled as that task finishes, returns its result and drops the cancel.
+        deadline = asyncio.timeout(max(0.0, seconds))
         try:
-            return await asyncio.wait_for(awaitable, max(0.0, seconds))
-        except TimeoutError:
-            raise TimeoutError(f"timed out after {seconds} s") from None
+            async with deadline:
+                return await awaitable
+        except TimeoutError as exc:
+            if deadline.expired() and type(exc) is TimeoutError:
+                raise TimeoutError(f"timed out after {seconds} s") from None
+            raise  # the work's own TimeoutError (an RpcTimeout, say) goes through as is
 
-    def future(self) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().create_future()
+    def future(self) -> AioFuture:
+        return AioFuture(loop=asyncio.get_running_loop())
 
     def queue(self, maxsize: int = 0) -> AioQueue:
         return AioQueue(maxsize)

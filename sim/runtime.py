@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import simpy
-from simpy.events import NORMAL, PENDING, URGENT
+from simpy.events import NORMAL, PENDING
 
 from nimbus.core.errors import Cancelled
 from nimbus.core.runtime import QueueEmpty, QueueFull, uuid_from_rng
@@ -59,12 +59,15 @@ class SimTask(simpy.Event):
         self._target: simpy.Event | None = None
         self._cancel_requested = False
         self._was_cancelled = False
+        self._cancels = 0  # cancel() calls that returned True; see SimRuntime.timeout
         start = simpy.Event(env)
         start._ok = True
         start._value = None
         start.callbacks.append(self._resume)
         self._target = start
-        env.schedule(start, URGENT)
+        # NORMAL, not URGENT: a new task starts after what is already due now,
+        # as on asyncio's FIFO ready queue.
+        env.schedule(start, NORMAL)
 
     # -- the stepping -------------------------------------------------------
     def _resume(self, event: simpy.Event) -> None:
@@ -72,6 +75,10 @@ class SimTask(simpy.Event):
         coro = self._coro
         rt = self._rt
         rt.current = self
+        if self._cancel_requested:
+            # cancel() came while this wake-up was being delivered: it wins.
+            self._cancel_requested = False
+            event = self._cancel_event()
         try:
             while True:
                 try:
@@ -81,7 +88,10 @@ class SimTask(simpy.Event):
                         event._defused = True
                         nxt = coro.throw(event._value)
                 except StopIteration as stop:
-                    self._finish(True, stop.value)
+                    if self._cancel_requested:  # cancelled itself, then returned
+                        self._finish(False, Cancelled())
+                    else:
+                        self._finish(True, stop.value)
                     return
                 except BaseException as exc:
                     self._finish(False, exc)
@@ -131,17 +141,18 @@ class SimTask(simpy.Event):
     def cancel(self) -> bool:
         if self._value is not PENDING:
             return False
-        if self._rt.current is self:
+        self._cancels += 1
+        target = self._target
+        if self._rt.current is self or target is None or target.callbacks is None:
+            # Running now, or the event it waits on is delivering its wake-ups
+            # (several tasks awaited it): throw at the next resumption or wait.
             self._cancel_requested = True
             return True
-        target = self._target
-        if target is None or target.callbacks is None:
-            return True  # a cancel is already on its way
         target.callbacks.remove(self._resume)
         ev = self._cancel_event()
         ev.callbacks.append(self._resume)
         self._target = ev
-        self.env.schedule(ev, URGENT)
+        self.env.schedule(ev, NORMAL)
         return True
 
     def done(self) -> bool:
@@ -449,31 +460,30 @@ class SimRuntime:
         return handle
 
     async def timeout(self, awaitable: Awaitable[T], seconds: float) -> T:
-        child = self.spawn(_await(awaitable), name="timeout")
-        waiter = _Wait(self.env)
+        # As asyncio.timeout: the work runs in the calling task and the deadline
+        # cancels that task, so a result is never left behind in a helper task.
+        # Counting cancels tells the deadline's cancel from one asked from outside.
+        task = self.current
+        assert task is not None, "timeout() is awaited from a task"
+        cancels_before = task._cancels
+        armed, expired = True, False
 
-        def wake(ev: simpy.Event, finished: bool = True) -> None:
-            if waiter._value is PENDING:
-                waiter.succeed(finished)
+        def expire(_ev: simpy.Event) -> None:
+            nonlocal expired
+            if armed:
+                expired = task.cancel()
 
-        child.callbacks.append(wake)
-        timer = simpy.Timeout(self.env, max(0.0, seconds))
-        timer.callbacks.append(lambda ev: wake(ev, False))
+        simpy.Timeout(self.env, max(0.0, seconds)).callbacks.append(expire)
         try:
-            finished = await waiter
-        except BaseException:
-            child.cancel()
+            return await awaitable
+        except Cancelled:
+            if expired and task._cancels - 1 <= cancels_before:
+                raise TimeoutError(f"timed out after {seconds} s") from None
             raise
-        if finished:
-            return child.result()  # type: ignore[no-any-return]
-        child.cancel()
-        if not child.done():
-            done = _Wait(self.env)
-            child.callbacks.append(lambda ev: done.succeed())
-            await done
-        if child._ok or not isinstance(child._value, Cancelled):
-            return child.result()  # type: ignore[no-any-return]  # it finished while we cancelled
-        raise TimeoutError(f"timed out after {seconds} s")
+        finally:
+            armed = False
+            if expired:
+                task._cancels -= 1
 
     def future(self) -> _Future:
         return _Future(self.env)
@@ -507,24 +517,22 @@ class SimRuntime:
     def run(self, coro: Coroutine[Any, Any, T], until: float | None = None) -> T:
         """Run ``coro`` as the main task until it ends; return its result or raise.
 
-        With ``until``, stop the clock there and raise ``TimeoutError`` if the
-        main task has not ended. A deadlock (nothing left to happen) raises
-        ``RuntimeError``.
+        With ``until``, stop when main ends or at virtual time ``until``, whichever
+        comes first, and raise ``TimeoutError`` if the main task has not ended.
+        A deadlock (nothing left to happen) raises ``RuntimeError``.
         """
         main = self.spawn(coro, name="main")
-        if until is None:
-            self.env.run(until=main)
-        else:
-            self.env.run(until=until)
-            if not main.done():
-                main.cancel()
-                raise TimeoutError(f"main task still running at virtual time {until}")
-        return main.result()  # type: ignore[no-any-return]
+        stop: simpy.Event = main
+        if until is not None:
+            # whichever comes first: the end of main, or the deadline
+            deadline = simpy.Timeout(self.env, max(0.0, until - self.env.now))
+            stop = self.env.any_of([main, deadline])
+        self.env.run(until=stop)
+        if not main.done():
+            main.cancel()
+            raise TimeoutError(f"main task still running at virtual time {until}")
+        return main.result()
 
     def run_until(self, t: float) -> None:
         """Advance the clock to virtual time ``t``, processing every event before it."""
         self.env.run(until=t)
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable

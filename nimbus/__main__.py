@@ -1,0 +1,5 @@
+"""``python -m nimbus``: the same as the ``nimbus`` command."""
+
+from nimbus.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""``nimbus serve``: build a runtime, a transport and a set of services, run until signalled.
+
+Which runtime, transport and services exist is written down here in explicit
+registries; a configured name that is not in one is a ``ConfigError`` listing the
+valid names. Everything is resolved before anything starts, so a typo fails at
+once and leaves nothing half-started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+from nimbus.config import NimbusConfig, RuntimeConfig, TransportConfig
+from nimbus.core.errors import ConfigError
+from nimbus.core.metrics import Metrics
+from nimbus.core.registry import Registry
+from nimbus.core.runtime import Runtime
+from nimbus.core.service import Service, ServiceContext, ServiceHost
+from nimbus.core.transport import InProcessTransport, Transport
+from nimbus.runtime import AsyncioRuntime
+from nimbus.services import ApiService, QueueService
+
+log = logging.getLogger(__name__)
+
+#: Builds a runtime from its configuration.
+RuntimeFactory = Callable[[RuntimeConfig], Runtime]
+
+#: Builds a transport over a runtime.
+TransportFactory = Callable[[Runtime, TransportConfig, Metrics], Transport]
+
+#: Builds a service from its context and the configuration (it takes its own section).
+ServiceBuilder = Callable[[ServiceContext, NimbusConfig], Service]
+
+#: Stopping every service must fit well inside the 2 s a supervisor grants.
+STOP_TIMEOUT = 1.5
+
+
+def _asyncio_runtime(config: RuntimeConfig) -> Runtime:
+    return AsyncioRuntime(config.seed)
+
+
+def _sim_runtime(config: RuntimeConfig) -> Runtime:
+    from nimbus.sim.runtime import SimRuntime  # only simulations need SimPy
+
+    return SimRuntime(config.seed if config.seed is not None else 0)
+
+
+def _local_transport(runtime: Runtime, config: TransportConfig, metrics: Metrics) -> Transport:
+    return InProcessTransport(runtime, metrics=metrics)
+
+
+def _zmq_transport(runtime: Runtime, config: TransportConfig, metrics: Metrics) -> Transport:
+    from nimbus.zmq_transport import ZmqTransport  # pyzmq only when asked for
+
+    if not isinstance(runtime, AsyncioRuntime):
+        raise ConfigError("the 'zmq' transport needs the 'asyncio' runtime")
+    transport: Transport = ZmqTransport(runtime, config.broker_url, metrics=metrics)
+    return transport
+
+
+RUNTIMES: Registry[RuntimeFactory] = Registry(
+    "runtime", {"asyncio": _asyncio_runtime, "sim": _sim_runtime}
+)
+
+TRANSPORTS: Registry[TransportFactory] = Registry(
+    "transport", {"local": _local_transport, "zmq": _zmq_transport}
+)
+
+SERVICES: Registry[ServiceBuilder] = Registry(
+    "service",
+    {
+        "api": lambda ctx, cfg: ApiService(ctx, cfg.api),
+        "queue": lambda ctx, cfg: QueueService(ctx, cfg.transport.kind, cfg.transport.broker_url),
+    },
+)
+
+#: Services that others depend on start first and stop last.
+_START_FIRST = ("queue",)
+
+
+def service_names(config: NimbusConfig) -> list[str]:
+    """The services to host, each once, the broker first; ``run_broker`` adds ``queue``."""
+    names = list(dict.fromkeys(config.serve.services))
+    if config.transport.run_broker and "queue" not in names:
+        names.append("queue")
+    if not names:
+        raise ConfigError("[serve] services: no service to run")
+    return sorted(names, key=lambda n: n not in _START_FIRST)
+
+
+async def serve(config: NimbusConfig, *, stop: asyncio.Event | None = None) -> int:
+    """Run the configured services until SIGINT or SIGTERM (or ``stop`` is set); 0 on a clean stop.
+
+    Prints one ``nimbus: ...`` line per listening endpoint once everything started.
+    """
+    make_runtime = RUNTIMES[config.runtime.kind]
+    if config.runtime.kind != "asyncio":
+        raise ConfigError(
+            f"runtime {config.runtime.kind!r} is for simulations; 'nimbus serve' runs on 'asyncio'"
+        )
+    make_transport = TRANSPORTS[config.transport.kind]
+    builders = [SERVICES[name] for name in service_names(config)]
+
+    runtime = make_runtime(config.runtime)
+    metrics = Metrics()
+    transport = make_transport(runtime, config.transport, metrics)
+    try:
+        ctx = ServiceContext(runtime, transport, config.serve.host, metrics, config.rpc.timeout)
+        host = ServiceHost([build(ctx, config) for build in builders])
+        await _run(host, stop if stop is not None else asyncio.Event())
+    finally:
+        await transport.close()
+    return 0
+
+
+async def _run(host: ServiceHost, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await host.start()
+        try:
+            _announce(host.services)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            try:
+                await asyncio.wait_for(host.stop(), STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("services did not stop within %s s; leaving anyway", STOP_TIMEOUT)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _announce(services: Sequence[Service]) -> None:
+    for svc in services:
+        listening = getattr(svc, "listening", None)
+        for line in listening() if callable(listening) else ():
+            print(f"nimbus: {line}", flush=True)

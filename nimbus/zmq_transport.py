@@ -1,0 +1,584 @@
+"""The ZeroMQ transport: services in many processes, joined by a broker.
+
+Nimbus's "queue" service is :class:`ZmqBroker`, a ROUTER socket that knows
+which endpoint addresses live behind which peer and which topics each address
+serves. Every process connects one :class:`ZmqTransport` (a DEALER) to it and
+registers the endpoints it binds. The broker forwards frames and never decodes
+an envelope, so it stays cheap; the transports encode and decode with
+:class:`~nimbus.core.messages.Codec`.
+
+Wire format, one ZeroMQ multipart message each (all frames are bytes; addresses
+and topics are UTF-8):
+
+    transport -> broker   [b"send", topic, payload]        one member, round robin
+                          [b"publish", topic, payload]     every member
+                          [b"bind", address, topic, ...]   register (idempotent)
+                          [b"unbind", address]
+    broker -> transport   [b"deliver", address, payload]   for endpoint ``address``
+                          [b"bound", address]              a bind took effect
+                          [b"hello"]                       "I do not know you": re-register
+
+The ROUTER prefixes each incoming message with the peer's identity (process id
+and random bits) and routes on it going out. A transport re-sends its bindings
+every ``heartbeat`` seconds; the broker forgets a peer silent for
+``peer_timeout`` seconds or found unreachable (ROUTER_MANDATORY), and greets a
+peer it does not know with ``hello``, so after a broker restart every binding
+comes back within one heartbeat, usually at once. Messages for a topic with no
+member are dropped and counted, as on every transport: callers rely on RPC
+timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+
+import zmq
+import zmq.asyncio
+
+from nimbus.core.messages import Codec, Envelope
+from nimbus.core.metrics import Metrics
+from nimbus.core.transport import Deliver
+from nimbus.runtime import AsyncioRuntime
+
+log = logging.getLogger(__name__)
+
+SEND, PUBLISH, BIND, UNBIND = b"send", b"publish", b"bind", b"unbind"
+DELIVER, BOUND, HELLO = b"deliver", b"bound", b"hello"
+
+#: Messages queued per peer (each way) before sends wait (transport) or drop (broker).
+DEFAULT_HWM = 10_000
+#: Messages handled per wake-up before the broker checks for stop, or a transport yields.
+BATCH = 256
+
+# Plain-int flags: pyzmq's enum flags cost microseconds per frame in ``send_multipart``.
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+
+
+def _recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
+    """``recv_multipart(NOBLOCK)``, minus pyzmq's per-frame option and enum lookups."""
+    recv = sock.recv
+    frame = recv(_LAST, copy=False)
+    frames = [frame.bytes]
+    while frame.more:
+        frame = recv(_LAST, copy=False)
+        frames.append(frame.bytes)
+    return frames
+
+
+def _show(frames: list[bytes]) -> str:
+    """A short, safe rendering of frames for a log line."""
+    shown = [repr(f[:40]) + ("..." if len(f) > 40 else "") for f in frames[:5]]
+    more = f" +{len(frames) - 5} frames" if len(frames) > 5 else ""
+    return "[" + ", ".join(shown) + "]" + more
+
+
+class ZmqBroker:
+    """Routes frames between transports: a ROUTER socket served by a daemon thread.
+
+    ``bind_url`` such as ``tcp://127.0.0.1:*`` (or port 0) picks a free port;
+    :attr:`url` is the real endpoint once started. Use :meth:`start` and
+    :meth:`stop`, or ``with ZmqBroker(url) as broker:``.
+    """
+
+    def __init__(
+        self,
+        bind_url: str,
+        *,
+        peer_timeout: float = 5.0,
+        hwm: int = DEFAULT_HWM,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.bind_url = bind_url
+        self.url = bind_url
+        self.peer_timeout = peer_timeout
+        self.hwm = hwm
+        self.metrics = metrics
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._owner: dict[bytes, bytes] = {}  # address -> peer identity
+        self._topics_of: dict[bytes, tuple[bytes, ...]] = {}  # address -> topics, itself first
+        self._addresses_of: dict[bytes, set[bytes]] = {}  # peer -> addresses
+        self._members: dict[bytes, list[bytes]] = {}  # topic -> addresses
+        self._next: dict[bytes, int] = {}  # topic -> round-robin counter
+        self._seen: dict[bytes, float] = {}  # peer -> last time heard from
+        self._now = 0.0
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._sock: zmq.Socket[bytes] | None = None
+        self._wake_rx: zmq.Socket[bytes] | None = None
+        self._wake_tx: zmq.Socket[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- life cycle --------------------------------------------------------
+    def start(self) -> ZmqBroker:
+        """Bind the socket and serve in a daemon thread."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+            sock = ctx.socket(zmq.ROUTER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            sock.setsockopt(zmq.SNDHWM, self.hwm)
+            sock.setsockopt(zmq.RCVHWM, self.hwm)
+            try:
+                sock.bind(self.bind_url)  # port 0 or * picks a free port
+            except zmq.ZMQError:
+                sock.close()
+                ctx.term()
+                raise
+            self.url = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            # An inproc pair wakes the poller at once on stop().
+            wake = f"inproc://broker-wake-{id(self):x}"
+            self._wake_rx = ctx.socket(zmq.PAIR)
+            self._wake_rx.bind(wake)
+            self._wake_tx = ctx.socket(zmq.PAIR)
+            self._wake_tx.connect(wake)
+            self._ctx, self._sock = ctx, sock
+            self._thread = threading.Thread(target=self._run, name=f"zmq-broker {self.url}",
+                                            daemon=True)
+            self._thread.start()
+        log.info("broker serving on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and join the thread (promptly)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            assert self._wake_tx is not None and self._ctx is not None
+            self._wake_tx.send(b"stop")
+            thread.join()
+            self._wake_tx.close(linger=0)
+            self._ctx.term()
+            self._ctx = self._sock = self._wake_rx = self._wake_tx = None
+        log.info("broker on %s stopped", self.url)
+
+    def __enter__(self) -> ZmqBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def members(self, topic: str) -> list[str]:
+        """Addresses now serving ``topic`` (a snapshot; the tables belong to the thread)."""
+        return [a.decode() for a in list(self._members.get(topic.encode(), ()))]
+
+    # -- the loop ------------------------------------------------------------
+    def _run(self) -> None:
+        sock, wake = self._sock, self._wake_rx
+        assert sock is not None and wake is not None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        handle = self._handle
+        sweep_every = max(0.05, self.peer_timeout / 4)
+        next_sweep = time.monotonic() + sweep_every
+        try:
+            while True:
+                ready = poller.poll(sweep_every * 1000)
+                self._now = now = time.monotonic()
+                for s, _ in ready:
+                    if s is wake:
+                        return
+                if ready:
+                    for _ in range(BATCH):
+                        try:
+                            frames = _recv_frames(sock)
+                        except zmq.Again:
+                            break
+                        try:
+                            handle(frames)
+                        except Exception:  # never let one message stop the queue service
+                            log.exception("broker failed on %s", _show(frames))
+                if now >= next_sweep:
+                    next_sweep = now + sweep_every
+                    self._expire(now)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.ETERM:
+                log.exception("broker on %s failed", self.url)
+        finally:
+            sock.close(linger=0)
+            wake.close(linger=0)
+
+    def _handle(self, frames: list[bytes]) -> None:
+        peer = frames[0]
+        if peer not in self._seen:
+            self._greet(peer)
+        self._seen[peer] = self._now
+        n = len(frames)
+        verb = frames[1] if n > 1 else b""
+        if n == 4 and verb == SEND:
+            self._send(frames[2], frames[3])
+        elif n == 4 and verb == PUBLISH:
+            self._publish(frames[2], frames[3])
+        elif n >= 3 and verb == BIND and frames[2]:
+            self._bind(peer, frames[2], frames[3:])
+        elif n == 3 and verb == UNBIND:
+            if self._owner.get(frames[2]) == peer:
+                self._remove(frames[2])
+        else:
+            log.warning("broker dropped a malformed message from %r: %s", peer, _show(frames[1:]))
+            self._drop("malformed")
+
+    # -- routing -----------------------------------------------------------
+    def _send(self, topic: bytes, payload: bytes) -> None:
+        members = self._members.get(topic)
+        while members:
+            if len(members) == 1:
+                address = members[0]
+            else:
+                i = self._next.get(topic, 0) % len(members)
+                self._next[topic] = i + 1
+                address = members[i]
+            if self._forward(self._owner[address], address, payload):
+                return
+            members = self._members.get(topic)  # the peer was gone: try the next member
+        self._drop("no_route")
+
+    def _publish(self, topic: bytes, payload: bytes) -> None:
+        members = self._members.get(topic)
+        if not members:
+            self._drop("no_route")
+            return
+        for address in list(members):
+            owner = self._owner.get(address)
+            if owner is not None:
+                self._forward(owner, address, payload)
+
+    def _forward(self, peer: bytes, address: bytes, payload: bytes) -> bool:
+        """Send to ``peer``; False if it is unreachable (and now forgotten)."""
+        assert self._sock is not None
+        send = self._sock.send
+        try:
+            send(peer, _MORE)  # ROUTER_MANDATORY: fails here, or the whole message goes
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                log.info("broker: peer %r is gone", peer)
+                self._forget(peer)
+                return False
+            self._drop("full" if exc.errno == zmq.EAGAIN else "error")
+            return True
+        send(DELIVER, _MORE)
+        send(address, _MORE)
+        send(payload, _LAST)
+        return True
+
+    def _greet(self, peer: bytes) -> None:
+        assert self._sock is not None
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart((peer, HELLO), zmq.NOBLOCK)
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+        if self.metrics is not None:
+            self.metrics.rpc_dropped.labels(reason).inc()
+
+    # -- the tables --------------------------------------------------------
+    def _bind(self, peer: bytes, address: bytes, topics: list[bytes]) -> None:
+        wanted = tuple(dict.fromkeys((address, *(t for t in topics if t))))
+        if self._owner.get(address) != peer or self._topics_of.get(address) != wanted:
+            if address in self._owner:
+                self._remove(address)
+            self._owner[address] = peer
+            self._topics_of[address] = wanted
+            self._addresses_of.setdefault(peer, set()).add(address)
+            for topic in wanted:
+                self._members.setdefault(topic, []).append(address)
+        assert self._sock is not None
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart((peer, BOUND, address), zmq.NOBLOCK)
+
+    def _remove(self, address: bytes) -> None:
+        peer = self._owner.pop(address, None)
+        if peer is not None:
+            self._addresses_of.get(peer, set()).discard(address)
+        for topic in self._topics_of.pop(address, ()):
+            members = self._members.get(topic)
+            if members is not None and address in members:
+                members.remove(address)
+                if not members:
+                    del self._members[topic]
+                    self._next.pop(topic, None)
+
+    def _forget(self, peer: bytes) -> None:
+        self._seen.pop(peer, None)
+        for address in self._addresses_of.pop(peer, ()):
+            if self._owner.get(address) == peer:
+                self._remove(address)
+
+    def _expire(self, now: float) -> None:
+        limit = now - self.peer_timeout
+        for peer, seen in list(self._seen.items()):
+            if seen < limit:
+                if self._addresses_of.get(peer):
+                    log.info("broker: peer %r silent for %.1f s, forgotten", peer, now - seen)
+                self._forget(peer)
+
+
+_contexts: dict[int, zmq.asyncio.Context] = {}
+
+
+def _shared_context() -> zmq.asyncio.Context:
+    """One asyncio ZeroMQ context per process (one I/O thread serves every transport)."""
+    pid = os.getpid()
+    ctx = _contexts.get(pid)
+    if ctx is None or ctx.closed:
+        ctx = _contexts[pid] = zmq.asyncio.Context()
+    return ctx
+
+
+class ZmqTransport:
+    """A :class:`~nimbus.core.transport.Transport` through a :class:`ZmqBroker`.
+
+    Opens its DEALER socket on first use, from the running event loop. Sends
+    never wait longer than ``send_timeout`` (when the high-water mark is
+    reached); ``bind`` waits up to ``bind_timeout`` for the broker to confirm,
+    then carries on (the heartbeat registers it when the broker comes back).
+    """
+
+    def __init__(
+        self,
+        runtime: AsyncioRuntime,
+        broker_url: str,
+        codec: Codec | None = None,
+        metrics: Metrics | None = None,
+        *,
+        heartbeat: float = 1.0,
+        send_timeout: float = 1.0,
+        bind_timeout: float = 2.0,
+        hwm: int = DEFAULT_HWM,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.broker_url = broker_url
+        self.codec = codec if codec is not None else Codec()
+        self.metrics = metrics
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self.bind_timeout = bind_timeout
+        self.hwm = hwm
+        self.identity = f"{os.getpid()}-{os.urandom(6).hex()}".encode()
+        self._context = context
+        self._endpoints: dict[bytes, Deliver] = {}
+        self._bindings: dict[bytes, list[bytes]] = {}  # address -> its bind frames
+        self._acks: dict[bytes, asyncio.Future[None]] = {}
+        self._sock: zmq.asyncio.Socket | None = None
+        self._shadow: zmq.Socket[bytes] | None = None  # sync view of _sock, for fast paths
+        self._waiting_sends = 0
+        self._recheck_pending = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- the Transport protocol -------------------------------------------
+    async def bind(self, address: str, topics: Iterable[str], deliver: Deliver) -> None:
+        if not address:
+            raise ValueError("an endpoint address must not be empty")
+        key = address.encode()
+        if key in self._endpoints:
+            raise ValueError(f"address {address!r} is already bound")
+        self._endpoints[key] = deliver
+        frames = [BIND, key, *(t.encode() for t in topics)]
+        self._bindings[key] = frames
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks[key] = ack
+        try:
+            await self._put(frames)
+            await asyncio.wait_for(ack, self.bind_timeout)
+        except TimeoutError:
+            log.warning("broker %s did not confirm binding %s within %s s; will retry",
+                        self.broker_url, address, self.bind_timeout)
+        finally:
+            if self._acks.get(key) is ack:
+                del self._acks[key]
+
+    async def unbind(self, address: str) -> None:
+        key = address.encode()
+        self._endpoints.pop(key, None)
+        if self._bindings.pop(key, None) is not None:
+            await self._put([UNBIND, key])
+
+    async def send(self, topic: str, env: Envelope) -> None:
+        await self._put([SEND, topic.encode(), self.codec.encode(env)])
+
+    async def publish(self, topic: str, env: Envelope) -> None:
+        await self._put([PUBLISH, topic.encode(), self.codec.encode(env)])
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        me = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not me]
+        for task in tasks:
+            task.cancel()
+        for ack in self._acks.values():
+            ack.cancel()
+        if self._sock is not None:
+            # LINGER 0: whatever is still queued is dropped; the broker notices we are gone.
+            self._sock.close(linger=0)
+            self._sock = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._endpoints.clear()
+        self._bindings.clear()
+
+    # -- sending -------------------------------------------------------------
+    def _open(self) -> zmq.asyncio.Socket:
+        ctx = self._context if self._context is not None else _shared_context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self.identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, self.hwm)
+        sock.setsockopt(zmq.RCVHWM, self.hwm)
+        # A send that cannot be queued fails after this long instead of waiting forever.
+        sock.setsockopt(zmq.SNDTIMEO, max(1, int(self.send_timeout * 1000)))
+        sock.connect(self.broker_url)
+        self._sock = sock
+        self._shadow = zmq.Socket.shadow(sock.underlying)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read(sock), name=f"zmq-read {self.identity.decode()}"),
+            loop.create_task(self._beat(), name=f"zmq-heartbeat {self.identity.decode()}"),
+        ]
+        return sock
+
+    async def _put(self, frames: list[bytes]) -> None:
+        sock = self._sock
+        if sock is None:
+            if self._closed:
+                self._drop("closed")
+                return
+            sock = self._open()
+        if not self._waiting_sends:
+            # The fast path: straight onto the socket's queue, no future, int flags.
+            assert self._shadow is not None
+            send = self._shadow.send
+            try:
+                send(frames[0], _MORE)
+            except zmq.Again:
+                pass  # high-water mark reached: wait below, behind no one
+            except zmq.ZMQError as exc:
+                self._failed(exc)
+                return
+            else:  # once the first frame is taken, ZeroMQ takes the whole message
+                for frame in frames[1:-1]:
+                    send(frame, _MORE)
+                send(frames[-1], _LAST)
+                self._recheck_soon()
+                return
+        # Waits for room at most SNDTIMEO (send_timeout), so a caller is never stuck
+        # here for long; its RPC timeout does the rest.
+        self._waiting_sends += 1
+        fut = sock.send_multipart(frames)
+        try:
+            await fut
+        except zmq.Again:
+            self._drop("full")
+        except zmq.ZMQError as exc:
+            self._failed(exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and fut.cancelled() and not (task and task.cancelling()):
+                self._drop("closed")  # close() cancelled the pending send, not our caller
+                return
+            raise
+        finally:
+            self._waiting_sends -= 1
+
+    def _recheck_soon(self) -> None:
+        """After sends on the shadow socket, let pyzmq re-check the socket's events.
+
+        ZeroMQ's file descriptor is edge-triggered and any operation may consume
+        the edge, so a recv waiting on it could otherwise miss a message that came
+        in meanwhile. Once per loop iteration, however many sends.
+        """
+        if not self._recheck_pending:
+            self._recheck_pending = True
+            asyncio.get_running_loop().call_soon(self._recheck)
+
+    def _recheck(self) -> None:
+        self._recheck_pending = False
+        if self._sock is not None:
+            self._sock.get(zmq.EVENTS)  # the asyncio socket wakes its waiters from here
+
+    def _failed(self, exc: zmq.ZMQError) -> None:
+        log.debug("send to %s failed: %s", self.broker_url, exc)
+        self._drop("error")
+
+    async def _register_all(self) -> None:
+        for frames in list(self._bindings.values()):
+            await self._put(frames)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            await self._register_all()
+
+    # -- receiving -----------------------------------------------------------
+    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+        # Await one message, then drain what is already queued without a future each,
+        # then let the loop run the handlers this woke up.
+        shadow, on_frames = self._shadow, self._on_frames
+        assert shadow is not None
+        try:
+            while True:
+                on_frames(await sock.recv_multipart())
+                for _ in range(BATCH - 1):
+                    try:
+                        frames = _recv_frames(shadow)
+                    except zmq.Again:
+                        break
+                    on_frames(frames)
+                await asyncio.sleep(0)
+        except zmq.ZMQError as exc:
+            if not self._closed:
+                log.error("transport to %s stopped reading: %s", self.broker_url, exc)
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        if len(frames) == 3 and frames[0] == DELIVER:
+            deliver = self._endpoints.get(frames[1])
+            if deliver is None:
+                self._drop("gone")
+                return
+            try:
+                env = self.codec.decode_lenient(frames[2])
+            except Exception as exc:
+                log.warning("dropped a malformed envelope for %r: %s", frames[1], exc)
+                self._drop("malformed")
+                return
+            try:
+                deliver(env)
+            except Exception:
+                log.exception("delivering %s %s to %r failed", env.kind.name, env.type, frames[1])
+        elif len(frames) == 2 and frames[0] == BOUND:
+            ack = self._acks.get(frames[1])
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+        elif frames == [HELLO]:
+            if self._bindings:
+                self._tasks.append(asyncio.get_running_loop().create_task(
+                    self._register_all(), name="zmq-register"))
+                self._tasks = [t for t in self._tasks if not t.done()]
+        else:
+            log.warning("dropped a malformed message from broker %s: %s",
+                        self.broker_url, _show(frames))
+            self._drop("malformed")
+
+    def _drop(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_dropped.labels(reason).inc()
+
+    def __repr__(self) -> str:
+        return f"<ZmqTransport {self.identity.decode()} -> {self.broker_url}>"
+
+
+__all__ = ["ZmqBroker", "ZmqTransport"]
