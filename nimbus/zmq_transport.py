@@ -31,12 +31,8 @@ timeouts.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterable
 
 import zmq
@@ -46,283 +42,26 @@ from nimbus.core.messages import Codec, Envelope
 from nimbus.core.metrics import Metrics
 from nimbus.core.transport import Deliver
 from nimbus.runtime import AsyncioRuntime
+from nimbus.zmq_broker import (
+    BATCH,
+    BIND,
+    BOUND,
+    DEFAULT_HWM,
+    DELIVER,
+    HELLO,
+    PUBLISH,
+    SEND,
+    SEND_LAST,
+    SEND_MORE,
+    UNBIND,
+    ZmqBroker,
+    recv_frames,
+    show_frames,
+)
+
+__all__ = ["ZmqBroker", "ZmqTransport"]
 
 log = logging.getLogger(__name__)
-
-SEND, PUBLISH, BIND, UNBIND = b"send", b"publish", b"bind", b"unbind"
-DELIVER, BOUND, HELLO = b"deliver", b"bound", b"hello"
-
-#: Messages queued per peer (each way) before sends wait (transport) or drop (broker).
-DEFAULT_HWM = 10_000
-#: Messages handled per wake-up before the broker checks for stop, or a transport yields.
-BATCH = 256
-
-# Plain-int flags: pyzmq's enum flags cost microseconds per frame in ``send_multipart``.
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
-_LAST = int(zmq.NOBLOCK)
-
-
-def _recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
-    """``recv_multipart(NOBLOCK)``, minus pyzmq's per-frame option and enum lookups."""
-    recv = sock.recv
-    frame = recv(_LAST, copy=False)
-    frames = [frame.bytes]
-    while frame.more:
-        frame = recv(_LAST, copy=False)
-        frames.append(frame.bytes)
-    return frames
-
-
-def _show(frames: list[bytes]) -> str:
-    """A short, safe rendering of frames for a log line."""
-    shown = [repr(f[:40]) + ("..." if len(f) > 40 else "") for f in frames[:5]]
-    more = f" +{len(frames) - 5} frames" if len(frames) > 5 else ""
-    return "[" + ", ".join(shown) + "]" + more
-
-
-class ZmqBroker:
-    """Routes frames between transports: a ROUTER socket served by a daemon thread.
-
-    ``bind_url`` such as ``tcp://127.0.0.1:*`` (or port 0) picks a free port;
-    :attr:`url` is the real endpoint once started. Use :meth:`start` and
-    :meth:`stop`, or ``with ZmqBroker(url) as broker:``.
-    """
-
-    def __init__(
-        self,
-        bind_url: str,
-        *,
-        peer_timeout: float = 5.0,
-        hwm: int = DEFAULT_HWM,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.bind_url = bind_url
-        self.url = bind_url
-        self.peer_timeout = peer_timeout
-        self.hwm = hwm
-        self.metrics = metrics
-        self.dropped: collections.Counter[str] = collections.Counter()
-        self._owner: dict[bytes, bytes] = {}  # address -> peer identity
-        self._topics_of: dict[bytes, tuple[bytes, ...]] = {}  # address -> topics, itself first
-        self._addresses_of: dict[bytes, set[bytes]] = {}  # peer -> addresses
-        self._members: dict[bytes, list[bytes]] = {}  # topic -> addresses
-        self._next: dict[bytes, int] = {}  # topic -> round-robin counter
-        self._seen: dict[bytes, float] = {}  # peer -> last time heard from
-        self._now = 0.0
-        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._sock: zmq.Socket[bytes] | None = None
-        self._wake_rx: zmq.Socket[bytes] | None = None
-        self._wake_tx: zmq.Socket[bytes] | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    # -- life cycle --------------------------------------------------------
-    def start(self) -> ZmqBroker:
-        """Bind the socket and serve in a daemon thread."""
-        with self._lock:
-            if self._thread is not None:
-                return self
-            ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-            sock = ctx.socket(zmq.ROUTER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            sock.setsockopt(zmq.SNDHWM, self.hwm)
-            sock.setsockopt(zmq.RCVHWM, self.hwm)
-            try:
-                sock.bind(self.bind_url)  # port 0 or * picks a free port
-            except zmq.ZMQError:
-                sock.close()
-                ctx.term()
-                raise
-            self.url = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            # An inproc pair wakes the poller at once on stop().
-            wake = f"inproc://broker-wake-{id(self):x}"
-            self._wake_rx = ctx.socket(zmq.PAIR)
-            self._wake_rx.bind(wake)
-            self._wake_tx = ctx.socket(zmq.PAIR)
-            self._wake_tx.connect(wake)
-            self._ctx, self._sock = ctx, sock
-            self._thread = threading.Thread(target=self._run, name=f"zmq-broker {self.url}",
-                                            daemon=True)
-            self._thread.start()
-        log.info("broker serving on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close the socket and join the thread (promptly)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            if thread is None:
-                return
-            assert self._wake_tx is not None and self._ctx is not None
-            self._wake_tx.send(b"stop")
-            thread.join()
-            self._wake_tx.close(linger=0)
-            self._ctx.term()
-            self._ctx = self._sock = self._wake_rx = self._wake_tx = None
-        log.info("broker on %s stopped", self.url)
-
-    def __enter__(self) -> ZmqBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def members(self, topic: str) -> list[str]:
-        """Addresses now serving ``topic`` (a snapshot; the tables belong to the thread)."""
-        return [a.decode() for a in list(self._members.get(topic.encode(), ()))]
-
-    # -- the loop ------------------------------------------------------------
-    def _run(self) -> None:
-        sock, wake = self._sock, self._wake_rx
-        assert sock is not None and wake is not None
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(wake, zmq.POLLIN)
-        handle = self._handle
-        sweep_every = max(0.05, self.peer_timeout / 4)
-        next_sweep = time.monotonic() + sweep_every
-        try:
-            while True:
-                ready = poller.poll(sweep_every * 1000)
-                self._now = now = time.monotonic()
-                for s, _ in ready:
-                    if s is wake:
-                        return
-                if ready:
-                    for _ in range(BATCH):
-                        try:
-                            frames = _recv_frames(sock)
-                        except zmq.Again:
-                            break
-                        try:
-                            handle(frames)
-                        except Exception:  # never let one message stop the queue service
-                            log.exception("broker failed on %s", _show(frames))
-                if now >= next_sweep:
-                    next_sweep = now + sweep_every
-                    self._expire(now)
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.ETERM:
-                log.exception("broker on %s failed", self.url)
-        finally:
-            sock.close(linger=0)
-            wake.close(linger=0)
-
-    def _handle(self, frames: list[bytes]) -> None:
-        peer = frames[0]
-        if peer not in self._seen:
-            self._greet(peer)
-        self._seen[peer] = self._now
-        n = len(frames)
-        verb = frames[1] if n > 1 else b""
-        if n == 4 and verb == SEND:
-            self._send(frames[2], frames[3])
-        elif n == 4 and verb == PUBLISH:
-            self._publish(frames[2], frames[3])
-        elif n >= 3 and verb == BIND and frames[2]:
-            self._bind(peer, frames[2], frames[3:])
-        elif n == 3 and verb == UNBIND:
-            if self._owner.get(frames[2]) == peer:
-                self._remove(frames[2])
-        else:
-            log.warning("broker dropped a malformed message from %r: %s", peer, _show(frames[1:]))
-            self._drop("malformed")
-
-    # -- routing -----------------------------------------------------------
-    def _send(self, topic: bytes, payload: bytes) -> None:
-        members = self._members.get(topic)
-        while members:
-            if len(members) == 1:
-                address = members[0]
-            else:
-                i = self._next.get(topic, 0) % len(members)
-                self._next[topic] = i + 1
-                address = members[i]
-            if self._forward(self._owner[address], address, payload):
-                return
-            members = self._members.get(topic)  # the peer was gone: try the next member
-        self._drop("no_route")
-
-    def _publish(self, topic: bytes, payload: bytes) -> None:
-        members = self._members.get(topic)
-        if not members:
-            self._drop("no_route")
-            return
-        for address in list(members):
-            owner = self._owner.get(address)
-            if owner is not None:
-                self._forward(owner, address, payload)
-
-    def _forward(self, peer: bytes, address: bytes, payload: bytes) -> bool:
-        """Send to ``peer``; False if it is unreachable (and now forgotten)."""
-        assert self._sock is not None
-        send = self._sock.send
-        try:
-            send(peer, _MORE)  # ROUTER_MANDATORY: fails here, or the whole message goes
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                log.info("broker: peer %r is gone", peer)
-                self._forget(peer)
-                return False
-            self._drop("full" if exc.errno == zmq.EAGAIN else "error")
-            return True
-        send(DELIVER, _MORE)
-        send(address, _MORE)
-        send(payload, _LAST)
-        return True
-
-    def _greet(self, peer: bytes) -> None:
-        assert self._sock is not None
-        with contextlib.suppress(zmq.ZMQError):
-            self._sock.send_multipart((peer, HELLO), zmq.NOBLOCK)
-
-    def _drop(self, reason: str) -> None:
-        self.dropped[reason] += 1
-        if self.metrics is not None:
-            self.metrics.rpc_dropped.labels(reason).inc()
-
-    # -- the tables --------------------------------------------------------
-    def _bind(self, peer: bytes, address: bytes, topics: list[bytes]) -> None:
-        wanted = tuple(dict.fromkeys((address, *(t for t in topics if t))))
-        if self._owner.get(address) != peer or self._topics_of.get(address) != wanted:
-            if address in self._owner:
-                self._remove(address)
-            self._owner[address] = peer
-            self._topics_of[address] = wanted
-            self._addresses_of.setdefault(peer, set()).add(address)
-            for topic in wanted:
-                self._members.setdefault(topic, []).append(address)
-        assert self._sock is not None
-        with contextlib.suppress(zmq.ZMQError):
-            self._sock.send_multipart((peer, BOUND, address), zmq.NOBLOCK)
-
-    def _remove(self, address: bytes) -> None:
-        peer = self._owner.pop(address, None)
-        if peer is not None:
-            self._addresses_of.get(peer, set()).discard(address)
-        for topic in self._topics_of.pop(address, ()):
-            members = self._members.get(topic)
-            if members is not None and address in members:
-                members.remove(address)
-                if not members:
-                    del self._members[topic]
-                    self._next.pop(topic, None)
-
-    def _forget(self, peer: bytes) -> None:
-        self._seen.pop(peer, None)
-        for address in self._addresses_of.pop(peer, ()):
-            if self._owner.get(address) == peer:
-                self._remove(address)
-
-    def _expire(self, now: float) -> None:
-        limit = now - self.peer_timeout
-        for peer, seen in list(self._seen.items()):
-            if seen < limit:
-                if self._addresses_of.get(peer):
-                    log.info("broker: peer %r silent for %.1f s, forgotten", peer, now - seen)
-                self._forget(peer)
 
 
 _contexts: dict[int, zmq.asyncio.Context] = {}
@@ -422,9 +161,11 @@ class ZmqTransport:
         for task in tasks:
             task.cancel()
         for ack in self._acks.values():
-            ack.cancel()
+            if not ack.done():
+                ack.set_result(None)  # a bind still waiting returns, like any call after close
         if self._sock is not None:
             # LINGER 0: whatever is still queued is dropped; the broker notices we are gone.
+            self._shadow = None
             self._sock.close(linger=0)
             self._sock = None
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -463,7 +204,7 @@ class ZmqTransport:
             assert self._shadow is not None
             send = self._shadow.send
             try:
-                send(frames[0], _MORE)
+                send(frames[0], SEND_MORE)
             except zmq.Again:
                 pass  # high-water mark reached: wait below, behind no one
             except zmq.ZMQError as exc:
@@ -471,14 +212,14 @@ class ZmqTransport:
                 return
             else:  # once the first frame is taken, ZeroMQ takes the whole message
                 for frame in frames[1:-1]:
-                    send(frame, _MORE)
-                send(frames[-1], _LAST)
+                    send(frame, SEND_MORE)
+                send(frames[-1], SEND_LAST)
                 self._recheck_soon()
                 return
         # Waits for room at most SNDTIMEO (send_timeout), so a caller is never stuck
         # here for long; its RPC timeout does the rest.
         self._waiting_sends += 1
-        fut = sock.send_multipart(frames)
+        fut = asyncio.ensure_future(sock.send_multipart(frames))  # already a Future
         try:
             await fut
         except zmq.Again:
@@ -534,7 +275,7 @@ class ZmqTransport:
                 on_frames(await sock.recv_multipart())
                 for _ in range(BATCH - 1):
                     try:
-                        frames = _recv_frames(shadow)
+                        frames = recv_frames(shadow)
                     except zmq.Again:
                         break
                     on_frames(frames)
@@ -570,7 +311,7 @@ class ZmqTransport:
                 self._tasks = [t for t in self._tasks if not t.done()]
         else:
             log.warning("dropped a malformed message from broker %s: %s",
-                        self.broker_url, _show(frames))
+                        self.broker_url, show_frames(frames))
             self._drop("malformed")
 
     def _drop(self, reason: str) -> None:

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from nimbus.core.service import ServiceContext, ServiceHost
 from nimbus.runtime import AsyncioRuntime
 from nimbus.sim.runtime import SimRuntime
@@ -58,7 +56,7 @@ def test_pair_in_simulation_is_deterministic() -> None:
 
 
 def test_pair_across_two_processes_over_zmq() -> None:
-    zmq_transport = pytest.importorskip("nimbus.zmq_transport")
+    from nimbus import zmq_transport
     broker = zmq_transport.ZmqBroker("tcp://127.0.0.1:*")
     broker.start()
     script = Path(__file__).with_name("pair_scenario.py")

@@ -58,7 +58,7 @@ class World:
     @contextlib.contextmanager
     def running(self) -> Iterator[World]:
         if self.kind == "zmq":
-            zmq_transport = pytest.importorskip("nimbus.zmq_transport")
+            from nimbus import zmq_transport
             self._broker = zmq_transport.ZmqBroker("tcp://127.0.0.1:*")
             self._broker.start()
         try:

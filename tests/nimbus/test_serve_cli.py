@@ -141,7 +141,6 @@ def test_serve_in_process_on_a_free_port(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_serve_with_zmq_and_the_queue_service(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("nimbus.zmq_transport")
     broker = f"tcp://127.0.0.1:{free_port()}"
     config = load_config(
         None,
