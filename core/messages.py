@@ -90,7 +90,8 @@ class MessageRegistry:
         key = self._names.get(type(msg))
         if key is not None:
             return key
-        if msg is None or isinstance(msg, (bool, int, float, str, bytes, list, dict, tuple)):
+        # Tuples are left out: MessagePack would hand them back as lists.
+        if msg is None or isinstance(msg, (bool, int, float, str, bytes, list, dict)):
             return ("", 0)
         raise MessageError(f"{type(msg).__qualname__} is not a registered message type")
 
@@ -172,12 +173,11 @@ class Codec:
 
     def encode(self, env: Envelope) -> bytes:
         """Serialize an envelope."""
-        body = msgspec.Raw(self._enc.encode(env.body))
-        wire = _Wire(
+        # One pass: the same array layout as _Wire, with the body encoded in place.
+        return self._enc.encode((
             WIRE_VERSION, int(env.kind), env.msg_id, env.topic, env.reply_to,
-            env.type, env.version, env.sent_at, body,
-        )
-        return self._enc.encode(wire)
+            env.type, env.version, env.sent_at, env.body,
+        ))
 
     def decode_header(self, data: bytes) -> _Wire:
         """Parse the envelope around the body; ``MessageError`` if malformed."""

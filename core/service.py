@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from nimbus.core.errors import Cancelled, ConfigError
-from nimbus.core.messages import MESSAGES
+from nimbus.core.messages import MESSAGES, message
 from nimbus.core.metrics import Metrics
 from nimbus.core.rpc import Handler, RpcEndpoint
 from nimbus.core.runtime import Runtime, Task
@@ -35,6 +35,24 @@ from nimbus.core.transport import Transport
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@message("service.describe")
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """Ask a service who and where it is (every service answers)."""
+
+
+@message("service.description")
+@dataclass(frozen=True, slots=True)
+class Description:
+    """A service's answer to :class:`Describe`."""
+
+    topic: str
+    host: str
+    address: str
+    uptime: float
+    endpoints: tuple[str, ...]
 
 
 def endpoint(msg_type: type) -> Callable[[F], F]:
@@ -110,6 +128,7 @@ class Service:
         )
         self._tasks: list[Task[None]] = []
         self.running = False
+        self.started_at = 0.0
 
     def topics(self) -> list[str]:
         """The topics this service serves: its service topic and its host topic."""
@@ -135,6 +154,7 @@ class Service:
 
     async def start(self) -> None:
         """Bind the endpoint, run ``on_start``, then start the periodic tasks."""
+        self.started_at = self.runtime.now()
         await self.rpc.start()
         try:
             await self.on_start()
@@ -162,6 +182,14 @@ class Service:
         self._tasks.clear()
         await self.on_stop()
         await self.rpc.stop()
+
+    @endpoint(Describe)
+    async def describe(self, msg: Describe) -> Description:
+        """Who and where this service is, and what it answers."""
+        return Description(
+            self.topic, self.host, self.rpc.address,
+            self.runtime.now() - self.started_at, tuple(sorted(self.endpoints())),
+        )
 
     async def on_start(self) -> None:
         """Hook: runs after the endpoint is bound, before periodic tasks start."""

@@ -7,7 +7,6 @@ has an RPC endpoint like every other service and starts and stops with the host.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,7 +78,7 @@ class QueueService(Service):
 
         broker = ZmqBroker(self.bind_url)
         try:
-            await _maybe_await(broker.start())
+            broker.start()
         except (OSError, zmq.ZMQError) as exc:
             raise ListenError(f"cannot run the message broker on {self.bind_url}: {exc}") from None
         self.broker = broker
@@ -98,14 +97,9 @@ class QueueService(Service):
     async def _stop_broker(self) -> None:
         if self.broker is not None:
             broker, self.broker = self.broker, None
-            await _maybe_await(broker.stop())
+            broker.stop()
 
     def listening(self) -> list[str]:
         """What this service listens on, one line each, for the start-up banner."""
         return [f"message broker on {self.broker.url}"] if self.broker is not None else []
 
-
-async def _maybe_await(value: object) -> None:
-    # The broker's start/stop may be plain or async; accept either.
-    if inspect.isawaitable(value):
-        await value
