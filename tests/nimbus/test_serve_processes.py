@@ -25,7 +25,8 @@ def wait_for_line(proc: subprocess.Popen[str], deadline: float = 10.0) -> str:
     line = proc.stdout.readline()
     assert time.monotonic() < end, "no banner in time"
     if not line:
-        pytest.fail(f"nimbus exited with {proc.wait()}: {proc.stderr.read() if proc.stderr else ''}")
+        err = proc.stderr.read() if proc.stderr else ""
+        pytest.fail(f"nimbus exited with {proc.wait()}: {err}")
     return line.strip()
 
 
