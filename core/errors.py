@@ -80,6 +80,37 @@ class ApiError(NimbusError):
         self.status = status
 
 
+class NotFound(NimbusError):
+    """A record does not exist (or is not visible to whoever asks)."""
+
+    status = 404
+
+
+class ConflictError(NimbusError):
+    """A write lost a race: a generation or version changed underneath it, or a deadlock.
+
+    Safe to retry from a fresh read.
+    """
+
+    status = 409
+
+
+class DuplicateError(ConflictError):
+    """A record with the same unique key already exists."""
+
+
+class DatabaseError(NimbusError):
+    """The database failed in a way that is not the caller's fault."""
+
+    status = 500
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached (down, wrong URL, connection lost); names the URL."""
+
+    status = 503
+
+
 class SchedulingError(NimbusError):
     """The scheduler could not place a request."""
 

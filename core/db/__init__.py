@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy Core schema, migrations, and the Store of statements."""
