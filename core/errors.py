@@ -99,6 +99,44 @@ class DuplicateError(ConflictError):
     """A record with the same unique key already exists."""
 
 
+class QuotaExceeded(NimbusError):
+    """A request would take a project or user over a quota limit (Nova answers 403).
+
+    ``overs`` names every resource over its limit (sorted); the message gives the
+    numbers of the first, in Nova's words.
+    """
+
+    status = 403
+
+    def __init__(self, overs: list[str] | tuple[str, ...], requested: int, used: int,
+                 limit: int) -> None:
+        self.overs = tuple(sorted(overs))
+        names = ",".join(self.overs)
+        super().__init__(f"Quota exceeded for {names}: Requested {requested}, but already "
+                         f"used {used} of {limit} {names}")
+        self.resource = self.overs[0]
+        self.requested = requested
+        self.used = used
+        self.limit = limit
+
+
+class CapacityExceeded(NimbusError):
+    """An allocation does not fit a provider's inventory: over its capacity, or against
+    its min_unit, max_unit or step_size; the message names provider, class and numbers.
+
+    Not a ConflictError: retrying from a fresh read gives the same answer.
+    """
+
+    status = 409
+
+
+class InvalidPlacementInput(NimbusError):
+    """A placement request is malformed: an inventory value out of range, an amount below
+    one, a resource class or trait name that is neither standard nor CUSTOM_*."""
+
+    status = 400
+
+
 class DatabaseError(NimbusError):
     """The database failed in a way that is not the caller's fault."""
 

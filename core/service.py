@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from nimbus.core.errors import Cancelled, ConfigError
 from nimbus.core.messages import MESSAGES, message
@@ -31,6 +31,9 @@ from nimbus.core.metrics import Metrics
 from nimbus.core.rpc import Handler, RpcEndpoint
 from nimbus.core.runtime import Runtime, Task
 from nimbus.core.transport import Transport
+
+if TYPE_CHECKING:
+    from nimbus.core.db.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,8 @@ class ServiceContext:
     host: str
     metrics: Metrics = field(default_factory=Metrics)
     rpc_timeout: float = 30.0
+    #: The database, for services that keep state (None in a process hosting none).
+    store: Store | None = None
 
 
 class Service:

@@ -57,12 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own flags")
 
+    _add_db_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
 
+def _add_db_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    db = commands.add_parser("db", help="manage the database schema (migrations)")
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = actions.add_parser("upgrade", help="upgrade the schema (default: to the newest)")
+    upgrade.add_argument("revision", nargs="?", default="head", help="target (default: head)")
+    downgrade = actions.add_parser("downgrade", help="downgrade the schema to a revision")
+    downgrade.add_argument("revision", help="target revision, or 'base' to drop every table")
+    version = actions.add_parser("version", help="print the database's revision and the newest")
+    for p in (upgrade, downgrade, version):
+        p.add_argument("--url", metavar="URL",
+                       help="database URL (default: [database] url, else the state directory)")
+        p.add_argument("--config", metavar="FILE", help="TOML file (default: $NIMBUS_CONFIG)")
+        p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                       help="set section.key=value (repeatable)")
+    revision = actions.add_parser(
+        "revision", help="(developers) write a migration script for what the schema gained")
+    revision.add_argument("-m", "--message", required=True, help="what the revision does")
+    revision.add_argument("--rev-id", metavar="ID", help="revision id (default: random)")
+
+
 #: Benchmarks by name: the module under bench/ whose main(argv) runs it.
-BENCHMARKS = {"rpc": "nimbus.bench.rpc"}
+BENCHMARKS = {"rpc": "nimbus.bench.rpc", "store": "nimbus.bench.store"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_main = importlib.import_module(BENCHMARKS[args.name]).main
         return int(bench_main(args.args))
     try:
-        return _serve(args)
+        return _db(args) if args.command == "db" else _serve(args)
     except ConfigError as exc:
         return _fail(exc.message, EXIT_USAGE)
     except NimbusError as exc:
@@ -102,6 +123,46 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(path, os.environ, [*args.set, *_flag_overrides(args)])
     configure_logging(config.log)
     return asyncio.run(serve(config))
+
+
+def _db(args: argparse.Namespace) -> int:
+    from nimbus import migrate
+    from nimbus.db import masked, open_database
+
+    if args.db_command == "revision":
+        print(asyncio.run(migrate.autogenerate(args.message, args.rev_id)) or "no changes")
+        return 0
+    overrides: list[str | Override] = list(args.set)
+    if args.url is not None:
+        overrides.append(Override("database.url", args.url, f"--url {masked(args.url)}"))
+    path = args.config or os.environ.get("NIMBUS_CONFIG") or None
+    config = load_config(path, os.environ, overrides)
+    configure_logging(config.log)
+    db = open_database(config)
+
+    async def run() -> int:
+        try:
+            await db.check()
+            if args.db_command == "version":
+                have = await migrate.current(db)
+                print(f"current: {have or '(none)'}")
+                print(f"head: {migrate.head()}")
+                return 0
+            before = await migrate.current(db)
+            if args.db_command == "upgrade":
+                after = await migrate.upgrade(db, args.revision)
+            else:
+                after = await migrate.downgrade(db, args.revision)
+            if before == after:
+                print(f"nimbus: database {db.masked_url} already at {after or '(none)'}")
+            else:
+                print(f"nimbus: database {db.masked_url} {args.db_command}d from "
+                      f"{before or '(none)'} to {after or '(none)'}")
+            return 0
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[Override]:

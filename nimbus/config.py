@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import tomllib
 import types
@@ -50,6 +51,14 @@ def _nonempty(value: str) -> str | None:
     return None if value.strip() else "expected a non-empty string"
 
 
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "expected a number above 0"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "expected 0 or more"
+
+
 @dataclass(frozen=True, slots=True)
 class TransportConfig:
     """The ``[transport]`` section: how services of different processes reach each other.
@@ -72,12 +81,42 @@ class RuntimeConfig:
     seed: int | None = None
 
 
+def default_state_dir() -> str:
+    """Where a process keeps its files by default: ``$XDG_DATA_HOME/nimbus``, else
+    ``~/.local/share/nimbus`` (read when the configuration is loaded)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return os.path.join(base, "nimbus")
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
-    """The ``[serve]`` section: which services this process hosts, under which host name."""
+    """The ``[serve]`` section: which services this process hosts, under which host name.
+
+    ``state_dir`` holds the process's files, such as the default SQLite database.
+    """
 
     services: tuple[str, ...] = ("api",)
     host: str = field(default_factory=socket.gethostname, metadata={"check": _nonempty})
+    state_dir: str = field(default_factory=default_state_dir, metadata={"check": _nonempty})
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """The ``[database]`` section: where state is kept.
+
+    ``url`` is a SQLAlchemy URL (``sqlite:///path``, ``postgresql://user:pw@host/db``,
+    ``mysql://user:pw@host/db``); empty means the SQLite file ``nimbus.sqlite`` in
+    ``[serve] state_dir``, which ``nimbus serve`` creates and upgrades by itself. A
+    PostgreSQL or MariaDB schema is upgraded by ``nimbus db upgrade``.
+    ``reconnect_attempts`` is how often a transaction whose connection was lost is
+    re-run on a fresh one; ``connect_timeout`` is seconds.
+    """
+
+    url: str = ""
+    pool_size: int = field(default=10, metadata={"check": _positive})
+    connect_timeout: float = field(default=10.0, metadata={"check": _positive})
+    reconnect_attempts: int = field(default=3, metadata={"check": _not_negative})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +136,7 @@ class NimbusConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
 
 #: Section name -> its dataclass, the fields of NimbusConfig.
@@ -244,3 +284,6 @@ def configure_logging(config: LogConfig) -> None:
         level=config.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.level.upper() != "DEBUG":
+        # alembic reports every step at INFO; a server's stderr stays quiet unless debugging
+        logging.getLogger("alembic").setLevel(logging.WARNING)

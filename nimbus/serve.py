@@ -14,12 +14,14 @@ import signal
 from collections.abc import Callable, Sequence
 
 from nimbus.config import NimbusConfig, RuntimeConfig, TransportConfig
+from nimbus.core.db.store import Store
 from nimbus.core.errors import ConfigError
 from nimbus.core.metrics import Metrics
 from nimbus.core.registry import Registry
 from nimbus.core.runtime import Runtime
 from nimbus.core.service import Service, ServiceContext, ServiceHost
 from nimbus.core.transport import InProcessTransport, Transport
+from nimbus.db import open_database
 from nimbus.runtime import AsyncioRuntime
 from nimbus.services import ApiService, QueueService
 
@@ -80,6 +82,9 @@ SERVICES: Registry[ServiceBuilder] = Registry(
 #: Services that others depend on start first and stop last.
 _START_FIRST = ("queue",)
 
+#: Services that keep no state: a process hosting only these opens no database.
+_STATELESS = frozenset({"queue"})
+
 
 def service_names(config: NimbusConfig) -> list[str]:
     """The services to host, each once, the broker first; ``run_broker`` adds ``queue``."""
@@ -104,16 +109,47 @@ async def serve(config: NimbusConfig, *, stop: asyncio.Event | None = None) -> i
     make_transport = TRANSPORTS[config.transport.kind]
     builders = [SERVICES[name] for name in service_names(config)]
 
-    runtime = make_runtime(config.runtime)
-    metrics = Metrics()
-    transport = make_transport(runtime, config.transport, metrics)
+    store = await open_store(config) if needs_store(config) else None
     try:
-        ctx = ServiceContext(runtime, transport, config.serve.host, metrics, config.rpc.timeout)
-        host = ServiceHost([build(ctx, config) for build in builders])
-        await _run(host, stop if stop is not None else asyncio.Event())
+        runtime = make_runtime(config.runtime)
+        metrics = Metrics()
+        transport = make_transport(runtime, config.transport, metrics)
+        try:
+            ctx = ServiceContext(runtime, transport, config.serve.host, metrics,
+                                 config.rpc.timeout, store=store)
+            host = ServiceHost([build(ctx, config) for build in builders])
+            await _run(host, stop if stop is not None else asyncio.Event())
+        finally:
+            await transport.close()
     finally:
-        await transport.close()
+        if store is not None:
+            await store.close()
     return 0
+
+
+def needs_store(config: NimbusConfig) -> bool:
+    """Whether a hosted service keeps state (a process hosting only the broker does not)."""
+    return any(name not in _STATELESS for name in service_names(config))
+
+
+async def open_store(config: NimbusConfig) -> Store:
+    """The configured database, reachable and at the schema's head revision.
+
+    A SQLite database (the default, in the state directory) is created and upgraded
+    here; a PostgreSQL or MariaDB one must have been upgraded with ``nimbus db upgrade``.
+    Fails with one clear error naming the (masked) URL.
+    """
+    from nimbus import migrate
+
+    db = open_database(config)
+    try:
+        await db.check()
+        revision = await migrate.prepare(db)
+    except BaseException:
+        await db.close()
+        raise
+    log.debug("database %s at revision %s", db.masked_url, revision)
+    return Store(db)
 
 
 async def _run(host: ServiceHost, stop: asyncio.Event) -> None:

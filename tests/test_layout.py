@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import tomllib
@@ -44,15 +45,25 @@ def test_ruff_bans_world_imports_in_core(banned: str) -> None:
     assert allowed.returncode == 0, allowed.stdout
 
 
+BANNED = {"asyncio", "simpy", "zmq", "aiohttp", "aio_pika", "pika", "libvirt", "pyVmomi",
+          "XenAPI", "threading"}
+
+
 def test_core_imports_nothing_of_the_world() -> None:
-    """Import every core module in a fresh interpreter: no world library gets loaded."""
-    code = (
-        "import pkgutil, sys, importlib, nimbus.core as c\n"
-        "for m in pkgutil.walk_packages(c.__path__, 'nimbus.core.'):\n"
-        "    importlib.import_module(m.name)\n"
-        "bad = sorted(n for n in ('asyncio','simpy','zmq','aiohttp') if n in sys.modules)\n"
-        "print(','.join(bad))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    """Read every core module's imports (a second check beside ruff's TID251).
+
+    Libraries core uses may import asyncio themselves (SQLAlchemy does); what
+    rule one forbids is core code waiting on it.
+    """
+    offenders = []
+    for path in (ROOT / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                          if n.split(".")[0] in BANNED]
+    assert offenders == []

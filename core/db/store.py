@@ -10,11 +10,39 @@ simulation.
 from __future__ import annotations
 
 from nimbus.core.db import schema
+from nimbus.core.db.actions import InstanceActionStore
+from nimbus.core.db.aggregates import AggregateStore
+from nimbus.core.db.block_devices import BlockDeviceStore
 from nimbus.core.db.database import Database
+from nimbus.core.db.faults import FaultStore
+from nimbus.core.db.flavors import FlavorStore
+from nimbus.core.db.groups import GroupStore
+from nimbus.core.db.identity import IdentityStore
+from nimbus.core.db.images import ImageStore
+from nimbus.core.db.instance_migrations import MigrationStore
+from nimbus.core.db.instances import InstanceStore
+from nimbus.core.db.network import NetworkStore
+from nimbus.core.db.placement_store import PlacementStore
+from nimbus.core.db.quotas import QuotaStore
 from nimbus.core.db.services import ServiceStore
 
 
-class Store(ServiceStore):
+class Store(
+    ServiceStore,
+    FlavorStore,
+    GroupStore,
+    AggregateStore,
+    QuotaStore,
+    InstanceStore,
+    BlockDeviceStore,
+    FaultStore,
+    InstanceActionStore,
+    MigrationStore,
+    IdentityStore,
+    ImageStore,
+    NetworkStore,
+    PlacementStore,
+):
     """All state of the cloud, reached through named methods."""
 
     def __init__(self, db: Database) -> None:

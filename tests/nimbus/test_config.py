@@ -122,7 +122,7 @@ def test_unknown_section(tmp_path: Path) -> None:
         load_config(path, {}, [])
     assert str(err.value) == (
         f"config file {path}: unknown section [apx] "
-        "(valid: api, log, rpc, runtime, serve, transport)"
+        "(valid: api, database, log, rpc, runtime, serve, transport)"
     )
     with pytest.raises(ConfigError, match=r"^NIMBUS_APX__PORT: unknown section 'apx'"):
         load_config(None, {"NIMBUS_APX__PORT": "1"}, [])

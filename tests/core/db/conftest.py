@@ -49,8 +49,11 @@ class ServerDatabase:
             self.server, self.maintenance = MARIA_SERVER, "test"
         self.url = f"{self.server}/{self.name}"
 
-    def create(self) -> None:
+    def create(self, *, with_tables: bool = True) -> None:
+        """Create the database, with every table unless ``with_tables`` is False."""
         asyncio.run(_admin(self.server, self.maintenance, f"CREATE DATABASE {self.name}"))
+        if not with_tables:
+            return
 
         async def schema() -> None:
             engine = create_async_engine(self.url)
