@@ -83,7 +83,11 @@ def _add_db_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 #: Benchmarks by name: the module under bench/ whose main(argv) runs it.
-BENCHMARKS = {"rpc": "nimbus.bench.rpc", "store": "nimbus.bench.store"}
+BENCHMARKS = {
+    "rpc": "nimbus.bench.rpc",
+    "scheduler": "nimbus.bench.scheduler",
+    "store": "nimbus.bench.store",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
