@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.expression import Executable
 
-from nimbus.core.db.database import Database, Params, Row, TxBody
+from nimbus.core.db.database import Database, Params, Row, TxBody, retryable
 from nimbus.core.db.store import Store, metadata
 from nimbus.core.errors import ConflictError
 from nimbus.db import SqlDatabase
@@ -88,8 +88,8 @@ class ConnectionDatabase:
             try:
                 with self.conn.begin():
                     return await body(_ConnTx(self.conn))
-            except ConflictError:
-                if attempts >= conflict_retries:
+            except ConflictError as exc:
+                if not retryable(exc) or attempts >= conflict_retries:
                     raise
                 attempts += 1
 

@@ -6,6 +6,8 @@ reach an API carry the HTTP status they map to, so the HTTP adapter never guesse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class NimbusError(Exception):
     """Base of every error Nimbus raises on purpose."""
@@ -80,6 +82,26 @@ class ApiError(NimbusError):
         self.status = status
 
 
+class Forbidden(ApiError):
+    """The request is understood but refused (403): the caller may not do this to this
+    record (a protected image, a project with children)."""
+
+    status = 403
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(type(self).status, message)
+
+
+class InvalidInput(ApiError):
+    """A request value is malformed or out of range (400): an unknown name, key, sort
+    key or direction, or a value the operation does not allow."""
+
+    status = 400
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(type(self).status, message)
+
+
 class NotFound(NimbusError):
     """A record does not exist (or is not visible to whoever asks)."""
 
@@ -87,16 +109,58 @@ class NotFound(NimbusError):
 
 
 class ConflictError(NimbusError):
-    """A write lost a race: a generation or version changed underneath it, or a deadlock.
+    """A write conflicts with the state of a record (409).
 
-    Safe to retry from a fresh read.
+    Most often it lost a race: a generation or version changed underneath it, or
+    the database found a deadlock. Such a conflict is ``retryable``: a retry
+    from a fresh read may succeed, and ``Database.transact(...,
+    conflict_retries=N)`` re-runs the transaction for it. A subclass whose
+    answer cannot change on a re-run (a duplicate key, a state the caller did
+    not expect, a generation the caller gave) says ``retryable=False`` in its
+    class statement.
     """
 
     status = 409
 
+    #: Whether a retry from a fresh read may succeed (see the class docstring).
+    retryable: bool = True
 
-class DuplicateError(ConflictError):
+    def __init_subclass__(cls, *, retryable: bool | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if retryable is not None:
+            cls.retryable = retryable
+
+
+class DuplicateError(ConflictError, retryable=False):
     """A record with the same unique key already exists."""
+
+
+class InUse(ConflictError, retryable=False):
+    """A record is in use and cannot be deleted or changed so (a network with allocated
+    addresses, a security group with members, a resource class with inventories)."""
+
+
+class GenerationConflict(ConflictError, retryable=False):
+    """The generation of a resource provider or consumer that the caller gave is not the
+    current one (placement's ``placement.concurrent_update``): the caller must read again."""
+
+
+class UnexpectedStateError(ConflictError, retryable=False):
+    """An instance's task or vm state is not one the caller expected
+    (Nova's ``UnexpectedTaskStateError``); ``field``, ``actual``, ``expected`` say how."""
+
+    def __init__(self, uuid: str, field: str, actual: str | None,
+                 expected: Sequence[str | None]) -> None:
+        super().__init__(f"instance {uuid}: {field} is {actual!r}, expected "
+                         f"{' or '.join(map(repr, expected)) or 'nothing'}")
+        self.field = field
+        self.actual = actual
+        self.expected = tuple(expected)
+
+
+class StaleVersionError(ConflictError):
+    """An instance changed since the caller read it; re-read and retry (retryable: a
+    transaction that read the version itself may simply run again)."""
 
 
 class QuotaExceeded(NimbusError):

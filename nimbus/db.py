@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
 
-from nimbus.core.db.database import Params, Row, TxBody
+from nimbus.core.db.database import Params, Row, TxBody, retryable
 from nimbus.core.errors import (
     ConfigError,
     ConflictError,
@@ -204,8 +204,8 @@ class SqlDatabase:
             try:
                 async with self.engine.begin() as conn:
                     return await body(_Tx(conn))
-            except ConflictError:
-                if conflicts >= conflict_retries:
+            except ConflictError as exc:
+                if not retryable(exc) or conflicts >= conflict_retries:
                     raise
                 conflicts += 1
             except (sa_exc.DBAPIError, OSError) as exc:
@@ -218,7 +218,7 @@ class SqlDatabase:
                                 self.reconnect_attempts)
                     await asyncio.sleep(pause)
                     continue
-                if type(err) is ConflictError and conflicts < conflict_retries:
+                if retryable(err) and conflicts < conflict_retries:
                     conflicts += 1
                     continue
                 raise err from exc

@@ -43,9 +43,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import ValuesBase
 from sqlalchemy.sql.expression import Executable
 
-from nimbus.core.db.database import Params, Row, TxBody
+from nimbus.core.db.database import Params, Row, TxBody, retryable
 from nimbus.core.db.meta import metadata
-from nimbus.core.errors import ConflictError, DatabaseError, DuplicateError
+from nimbus.core.errors import DatabaseError, DuplicateError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -361,7 +361,7 @@ class SimDatabase:
                 result = await body(self._tx)
             except BaseException as exc:
                 self._end("ROLLBACK")
-                if isinstance(exc, ConflictError) and attempts < conflict_retries:
+                if retryable(exc) and attempts < conflict_retries:
                     attempts += 1
                     continue
                 err = _translate(exc)

@@ -32,7 +32,8 @@ from sqlalchemy import (
     table,
 )
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import NAME_LEN, UUID_LEN, id_column, metadata, time_columns
 from nimbus.core.errors import NotFound
 
@@ -187,10 +188,8 @@ async def insert_action(
     return InstanceActionRecord.from_row([values[n] for n in ACTION_NAMES])
 
 
-class InstanceActionStore:
+class InstanceActionStore(StoreArea):
     """Store methods for instance actions and their events."""
-
-    db: Database
 
     async def start_action(
         self, instance_uuid: str, *, action: str, request_id: str, user_id: str | None,
@@ -294,7 +293,6 @@ async def _require_instance(tx: Tx, uuid: str) -> None:
 
 
 async def _action(tx: Tx, instance_uuid: str, request_id: str) -> InstanceActionRecord:
-    row = await tx.one(_ACTION_BY_REQUEST, {"uuid": instance_uuid, "request_id": request_id})
-    if row is None:
-        raise NotFound(f"action for request {request_id} on instance {instance_uuid} not found")
+    row = await found(tx, _ACTION_BY_REQUEST, {"uuid": instance_uuid, "request_id": request_id},
+                      f"action for request {request_id} on instance {instance_uuid} not found")
     return InstanceActionRecord.from_row(row)

@@ -8,7 +8,6 @@ an aggregate's hosts or metadata lock its row, so they take turns.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,16 +25,19 @@ from sqlalchemy import (
     select,
 )
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import (
+    KEEP,
     NAME_LEN,
+    Keep,
     id_column,
     metadata,
     soft_delete_columns,
     time_columns,
     uuid_column,
 )
-from nimbus.core.errors import ApiError, DuplicateError, NotFound
+from nimbus.core.errors import DuplicateError, InvalidInput, NotFound
 
 aggregates = Table(
     "aggregates", metadata,
@@ -72,15 +74,6 @@ aggregate_metadata = Table(
 
 #: The metadata key that holds an aggregate's availability zone.
 AZ_KEY = "availability_zone"
-
-
-class Keep(enum.Enum):
-    """A sentinel: leave this field as it is."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +156,8 @@ _HOST_METADATA = (select(_h.host, _md.key, _md.value)
                   .where(_a.deleted == 0))
 
 
-
-class AggregateStore:
+class AggregateStore(StoreArea):
     """Store methods for host aggregates and availability zones."""
-
-    db: Database
 
     async def create_aggregate(
         self, *, uuid: str, name: str, now: float, availability_zone: str | None = None,
@@ -194,10 +184,7 @@ class AggregateStore:
 
     async def get_aggregate(self, aggregate_id: int) -> AggregateRecord:
         """A live aggregate by id, with hosts and metadata; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> AggregateRecord:
-            return await _aggregate(tx, aggregate_id)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _aggregate(tx, aggregate_id))
 
     async def aggregate_by_uuid(self, uuid: str) -> AggregateRecord:
         """A live aggregate by uuid; ``NotFound`` otherwise."""
@@ -222,7 +209,7 @@ class AggregateStore:
     ) -> AggregateRecord:
         """Rename an aggregate and/or set its zone (None removes it).
 
-        ``DuplicateError`` if the name is taken; ``ApiError`` 400 if a host of the
+        ``DuplicateError`` if the name is taken; ``InvalidInput`` (400) if a host of the
         aggregate is in another zone.
         """
         async def body(tx: Tx) -> AggregateRecord:
@@ -239,12 +226,12 @@ class AggregateStore:
             raise DuplicateError(f"aggregate {name!r} already exists") from None
 
     async def delete_aggregate(self, aggregate_id: int, now: float) -> None:
-        """Soft-delete an empty aggregate; ``ApiError`` 400 while it has hosts (as Nova)."""
+        """Soft-delete an empty aggregate; ``InvalidInput`` (400) while it has hosts, as Nova."""
         async def body(tx: Tx) -> None:
             await _lock_aggregate(tx, aggregate_id)
             if await tx.rows(_HOSTS_OF, {"aids": [aggregate_id]}):
-                raise ApiError(400, f"Cannot remove aggregate {aggregate_id}. "
-                                    "Reason: Host aggregate is not empty")
+                raise InvalidInput(f"Cannot remove aggregate {aggregate_id}. "
+                                   "Reason: Host aggregate is not empty")
             await tx.run(_DELETE_AGGREGATE, {"aid": aggregate_id, "now": now})
             await tx.run(_DELETE_METADATA_OF, {"aid": aggregate_id})
 
@@ -253,7 +240,7 @@ class AggregateStore:
     async def add_host(self, aggregate_id: int, host: str, now: float) -> AggregateRecord:
         """Put a host in an aggregate; the aggregate after.
 
-        ``DuplicateError`` if it is there already; ``ApiError`` 400 if the
+        ``DuplicateError`` if it is there already; ``InvalidInput`` (400) if the
         aggregate has a zone and the host is in another zone.
         """
         async def body(tx: Tx) -> AggregateRecord:
@@ -286,7 +273,7 @@ class AggregateStore:
     ) -> AggregateRecord:
         """Merge metadata into an aggregate (a None value deletes that key).
 
-        Setting ``availability_zone`` is refused (``ApiError`` 400) if a host of
+        Setting ``availability_zone`` is refused (``InvalidInput``, 400) if a host of
         the aggregate is in another zone.
         """
         async def body(tx: Tx) -> AggregateRecord:
@@ -309,10 +296,7 @@ class AggregateStore:
         Should aggregates disagree (data written around the Store), the zones are
         joined with commas, as Nova shows them.
         """
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(_ZONES_OF_HOST, {"host": host})
-
-        zones = [r[0] for r in await self.db.transact(body)]
+        zones = [r[0] for r in await self._rows(_ZONES_OF_HOST, {"host": host})]
         return ",".join(zones) if zones else None
 
     async def hosts_aggregate_metadata(self) -> dict[str, dict[str, set[str]]]:
@@ -321,11 +305,8 @@ class AggregateStore:
         A host in several aggregates gets the union of their values per key; a host
         in aggregates with no metadata maps to an empty dict.
         """
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(_HOST_METADATA)
-
         out: dict[str, dict[str, set[str]]] = {}
-        for host, key, value in await self.db.transact(body):
+        for host, key, value in await self._rows(_HOST_METADATA):
             meta = out.setdefault(host, {})
             if key is not None:
                 meta.setdefault(key, set()).add(value)
@@ -333,16 +314,14 @@ class AggregateStore:
 
 
 async def _aggregate(tx: Tx, aggregate_id: int) -> AggregateRecord:
-    row = await tx.one(_AGGREGATE_BY_ID, {"aid": aggregate_id})
-    if row is None:
-        raise NotFound(f"aggregate {aggregate_id} not found")
+    row = await found(tx, _AGGREGATE_BY_ID, {"aid": aggregate_id},
+                      f"aggregate {aggregate_id} not found")
     return (await _aggregates(tx, [row]))[0]
 
 
 async def _lock_aggregate(tx: Tx, aggregate_id: int) -> AggregateRecord:
-    row = await tx.one(_LOCK_AGGREGATE, {"aid": aggregate_id})
-    if row is None:
-        raise NotFound(f"aggregate {aggregate_id} not found")
+    row = await found(tx, _LOCK_AGGREGATE, {"aid": aggregate_id},
+                      f"aggregate {aggregate_id} not found")
     return (await _aggregates(tx, [row]))[0]
 
 
@@ -381,9 +360,9 @@ async def _set_metadata(
 
 
 async def _check_zone(tx: Tx, aggregate_id: int, hosts: list[str], zone: str) -> None:
-    """``ApiError`` 400 if any of ``hosts`` is in a zone other than ``zone``."""
+    """``InvalidInput`` (400) if any of ``hosts`` is in a zone other than ``zone``."""
     rows = await tx.rows(_ZONES_OF_HOSTS, {"hosts": hosts, "aid": aggregate_id})
     clashes = sorted({value for _host, value in rows if value != zone})
     if clashes:
-        raise ApiError(400, f"Cannot add host(s) to zone {zone!r} of aggregate {aggregate_id}: "
-                            f"one or more hosts already in availability zone(s) {clashes}")
+        raise InvalidInput(f"Cannot add host(s) to zone {zone!r} of aggregate {aggregate_id}: "
+                           f"one or more hosts already in availability zone(s) {clashes}")

@@ -24,7 +24,8 @@ from sqlalchemy import (
     select,
 )
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea
+from nimbus.core.db.database import Row
 from nimbus.core.db.meta import (
     NAME_LEN,
     UUID_LEN,
@@ -154,14 +155,10 @@ def bdm_values(instance_uuid: str, spec: BlockDeviceSpec, now: float) -> dict[st
     }
 
 
-class BlockDeviceStore:
+class BlockDeviceStore(StoreArea):
     """Store methods for block device mappings."""
-
-    db: Database
 
     async def bdms_for_instance(self, instance_uuid: str) -> list[BlockDeviceRecord]:
         """A live instance's disks, in the order they were mapped (none once deleted)."""
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(_OF_INSTANCE, {"uuid": instance_uuid})
-
-        return [BlockDeviceRecord.from_row(r) for r in await self.db.transact(body)]
+        rows = await self._rows(_OF_INSTANCE, {"uuid": instance_uuid})
+        return [BlockDeviceRecord.from_row(r) for r in rows]

@@ -11,9 +11,9 @@ it back if the body raises. Implementations:
   without suspending, so a transaction body is atomic in virtual time.
 
 Rows come back as plain tuples in the order of the statement's columns.
-Driver errors are translated: a unique-key clash is ``DuplicateError``, a
-deadlock or serialization failure ``ConflictError``, a lost connection
-``DatabaseUnavailable`` (after the Database's own retries).
+Driver errors are translated: a unique-key clash is ``DuplicateError`` (not
+retryable), a deadlock or serialization failure ``ConflictError`` (retryable),
+a lost connection ``DatabaseUnavailable`` (after the Database's own retries).
 
 A transaction body must await nothing but its ``Tx``: it may be re-run when the
 connection is lost, and in simulation it must not yield to other tasks.
@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.sql.expression import Executable
+
+from nimbus.core.errors import ConflictError
 
 T = TypeVar("T")
 
@@ -58,6 +60,12 @@ class Tx(Protocol):
 TxBody = Callable[[Tx], Awaitable[T]]
 
 
+def retryable(exc: BaseException) -> bool:
+    """Whether ``transact`` may re-run a body that raised ``exc`` (or whose database
+    raised it): a ``ConflictError`` whose class says a retry may succeed."""
+    return isinstance(exc, ConflictError) and exc.retryable
+
+
 class Database(Protocol):
     """Runs transaction bodies; see the module docstring."""
 
@@ -67,9 +75,14 @@ class Database(Protocol):
     async def transact(self, body: TxBody[T], *, conflict_retries: int = 0) -> T:
         """Run ``body`` in a transaction and commit; roll back if it raises.
 
-        A lost connection is retried by the Database itself. A ``ConflictError``
-        (raised by the body or by the database) re-runs the body up to
-        ``conflict_retries`` times before it propagates.
+        A lost connection is retried by the Database itself. A retryable
+        ``ConflictError`` (see :func:`retryable`: a lost race raised by the body,
+        or a deadlock or serialization failure from the database) re-runs the
+        body from scratch up to ``conflict_retries`` times before it propagates.
+        A conflict that is not retryable (``DuplicateError``, from the body or
+        from a unique key; ``UnexpectedStateError``, ``InUse``,
+        ``GenerationConflict``...) propagates at once: a re-run would only
+        give the same answer.
         """
         ...
 

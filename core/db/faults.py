@@ -27,7 +27,8 @@ from sqlalchemy import (
     table,
 )
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import NAME_LEN, UUID_LEN, id_column, metadata
 from nimbus.core.errors import NotFound
 
@@ -79,10 +80,8 @@ _LATEST_OF_MANY = select(*FAULT_COLUMNS).where(_f.id.in_(
     .group_by(_f.instance_uuid)))
 
 
-class FaultStore:
+class FaultStore(StoreArea):
     """Store methods for instance faults."""
-
-    db: Database
 
     async def add_instance_fault(
         self, instance_uuid: str, *, code: int, message: str, now: float,
@@ -104,20 +103,13 @@ class FaultStore:
 
     async def latest_fault(self, instance_uuid: str) -> FaultRecord | None:
         """An instance's most recent fault, if it has any."""
-        async def body(tx: Tx) -> Row | None:
-            return await tx.one(_LATEST, {"uuid": instance_uuid})
-
-        row = await self.db.transact(body)
+        row = await self._one(_LATEST, {"uuid": instance_uuid})
         return FaultRecord.from_row(row) if row is not None else None
 
     async def latest_faults(self, instance_uuids: Sequence[str]) -> dict[str, FaultRecord]:
         """The most recent fault of each of these instances that has one, by uuid."""
         if not instance_uuids:
             return {}
-        uuids = list(instance_uuids)
-
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(_LATEST_OF_MANY, {"uuids": uuids})
-
-        faults = (FaultRecord.from_row(r) for r in await self.db.transact(body))
+        rows = await self._rows(_LATEST_OF_MANY, {"uuids": list(instance_uuids)})
+        faults = (FaultRecord.from_row(r) for r in rows)
         return {f.instance_uuid: f for f in faults}

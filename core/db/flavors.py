@@ -32,7 +32,8 @@ from sqlalchemy import (
 )
 
 from nimbus.core.db import paging
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import (
     NAME_LEN,
     flag,
@@ -41,7 +42,7 @@ from nimbus.core.db.meta import (
     soft_delete_columns,
     time_columns,
 )
-from nimbus.core.errors import ApiError, ConflictError, DuplicateError, NotFound
+from nimbus.core.errors import ConflictError, DuplicateError, InvalidInput, NotFound
 
 flavors = Table(
     "flavors", metadata,
@@ -249,10 +250,8 @@ def _keypairs_query(after_marker: bool, limited: bool) -> Select[Any]:
     return stmt
 
 
-class FlavorStore:
+class FlavorStore(StoreArea):
     """Store methods for flavors, their extra specs and access, and keypairs."""
-
-    db: Database
 
     async def create_flavor(
         self, *, flavorid: str, name: str, vcpus: int, memory_mb: int, now: float,
@@ -282,10 +281,7 @@ class FlavorStore:
 
     async def get_flavor(self, flavorid: str) -> FlavorRecord:
         """A live flavor by its flavorid, with its extra specs; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> FlavorRecord:
-            return await _flavor(tx, flavorid)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _flavor(tx, flavorid))
 
     async def list_flavors(
         self, *, is_public: bool | None = None, project_id: str | None = None,
@@ -299,12 +295,12 @@ class FlavorStore:
         with that project (what a non-admin sees); False: the private ones; None: all.
         ``min_ram``/``min_disk`` bound memory_mb/root_gb from below. Sorted by
         ``sort_key`` (one of ``FLAVOR_SORT_KEYS``) then id; ``marker`` is the flavorid
-        of the last flavor of the previous page (``ApiError`` 400 if there is none).
+        of the last flavor of the previous page (``InvalidInput`` (400) if there is none).
         """
         try:
             sort = paging.normalize_sort([(sort_key, sort_dir)], FLAVOR_SORT_KEYS)
         except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise InvalidInput(str(exc)) from None
         shape = (is_public is not None, is_public is True and project_id is not None,
                  disabled is not None, min_ram is not None, min_disk is not None, sort)
         params: dict[str, Any] = {"is_public": is_public, "project_id": project_id,
@@ -312,13 +308,8 @@ class FlavorStore:
                                   "min_disk": min_disk, "limit": limit}
 
         async def body(tx: Tx) -> list[FlavorRecord]:
-            nulls = None
-            if marker is not None:
-                row = await tx.one(_marker_query(sort), {"marker": marker})
-                if row is None:
-                    raise ApiError(400, f"marker [{marker}] not found")
-                nulls = paging.marker_nulls(row)
-                params.update(paging.marker_params(row))
+            nulls = await paging.read_marker(tx, _marker_query(sort), marker, params,
+                                             InvalidInput(f"marker [{marker}] not found"))
             rows = await tx.rows(_flavors_query(*shape, nulls, limit is not None), params)
             specs = await _specs(tx, [r[0] for r in rows])
             return [FlavorRecord.from_row(r, specs.get(r[0], {})) for r in rows]
@@ -421,7 +412,7 @@ class FlavorStore:
     ) -> KeypairRecord:
         """Store a user's keypair; ``DuplicateError`` if the user has one of that name."""
         if type not in KEYPAIR_TYPES:
-            raise ApiError(400, f"invalid keypair type {type!r}; valid: ssh, x509")
+            raise InvalidInput(f"invalid keypair type {type!r}; valid: ssh, x509")
 
         async def body(tx: Tx) -> KeypairRecord:
             await tx.run(_INSERT_KEYPAIR, {
@@ -437,10 +428,7 @@ class FlavorStore:
 
     async def get_keypair(self, user_id: str, name: str) -> KeypairRecord:
         """A user's live keypair by name; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> KeypairRecord:
-            return await _keypair(tx, user_id, name)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _keypair(tx, user_id, name))
 
     async def list_keypairs(
         self, user_id: str, *, marker: str | None = None, limit: int | None = None
@@ -452,17 +440,14 @@ class FlavorStore:
         async def body(tx: Tx) -> list[Row]:
             if marker is not None and await tx.one(
                     _KEYPAIR_BY_NAME, {"user_id": user_id, "name": marker}) is None:
-                raise ApiError(400, f"marker [{marker}] not found")
+                raise InvalidInput(f"marker [{marker}] not found")
             return await tx.rows(stmt, params)
 
         return [KeypairRecord.from_row(r) for r in await self.db.transact(body)]
 
     async def delete_keypair(self, user_id: str, name: str, now: float) -> None:
         """Soft-delete a user's keypair; ``NotFound`` if there is none of that name."""
-        async def body(tx: Tx) -> int:
-            return await tx.run(_DELETE_KEYPAIR, {"uid": user_id, "kname": name, "now": now})
-
-        if not await self.db.transact(body):
+        if not await self._run(_DELETE_KEYPAIR, {"uid": user_id, "kname": name, "now": now}):
             raise NotFound(f"keypair {name} not found for user {user_id}")
 
     async def count_keypairs(self, user_id: str) -> int:
@@ -474,16 +459,14 @@ class FlavorStore:
 
 
 async def _flavor_id(tx: Tx, flavorid: str) -> int:
-    row = await tx.one(_FLAVOR_BY_FLAVORID, {"flavorid": flavorid})
-    if row is None:
-        raise NotFound(f"flavor {flavorid} not found")
+    row = await found(tx, _FLAVOR_BY_FLAVORID, {"flavorid": flavorid},
+                      f"flavor {flavorid} not found")
     return int(row[0])
 
 
 async def _flavor(tx: Tx, flavorid: str) -> FlavorRecord:
-    row = await tx.one(_FLAVOR_BY_FLAVORID, {"flavorid": flavorid})
-    if row is None:
-        raise NotFound(f"flavor {flavorid} not found")
+    row = await found(tx, _FLAVOR_BY_FLAVORID, {"flavorid": flavorid},
+                      f"flavor {flavorid} not found")
     return FlavorRecord.from_row(row, (await _specs(tx, [row[0]])).get(row[0], {}))
 
 
@@ -498,7 +481,6 @@ async def _specs(tx: Tx, flavor_ids: Iterable[int]) -> dict[int, dict[str, str]]
 
 
 async def _keypair(tx: Tx, user_id: str, name: str) -> KeypairRecord:
-    row = await tx.one(_KEYPAIR_BY_NAME, {"user_id": user_id, "name": name})
-    if row is None:
-        raise NotFound(f"keypair {name} not found for user {user_id}")
+    row = await found(tx, _KEYPAIR_BY_NAME, {"user_id": user_id, "name": name},
+                      f"keypair {name} not found for user {user_id}")
     return KeypairRecord.from_row(row)

@@ -26,7 +26,8 @@ from sqlalchemy import (
     select,
 )
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import (
     NAME_LEN,
     UUID_LEN,
@@ -38,7 +39,7 @@ from nimbus.core.db.meta import (
     time_columns,
     uuid_column,
 )
-from nimbus.core.errors import ApiError, NotFound, QuotaExceeded
+from nimbus.core.errors import InvalidInput, NotFound, QuotaExceeded
 
 instance_groups = Table(
     "instance_groups", metadata,
@@ -125,19 +126,17 @@ _DELETE_INSTANCE_MEMBERSHIPS = instance_group_member.delete().where(
     _m.instance_uuid == bindparam("instance_uuid"))
 
 
-class GroupStore:
+class GroupStore(StoreArea):
     """Store methods for server groups and their members."""
-
-    db: Database
 
     async def create_server_group(
         self, *, uuid: str, name: str, project_id: str, user_id: str, policy: str, now: float,
         rules: Mapping[str, Any] | None = None,
     ) -> ServerGroupRecord:
-        """Create an empty server group; ``ApiError`` 400 for an unknown policy."""
+        """Create an empty server group; ``InvalidInput`` (400) for an unknown policy."""
         if policy not in SERVER_GROUP_POLICIES:
-            raise ApiError(400, f"invalid server group policy {policy!r}; valid: "
-                                f"{', '.join(SERVER_GROUP_POLICIES)}")
+            raise InvalidInput(f"invalid server group policy {policy!r}; valid: "
+                               f"{', '.join(SERVER_GROUP_POLICIES)}")
 
         async def body(tx: Tx) -> ServerGroupRecord:
             await tx.run(_INSERT_GROUP, {
@@ -150,10 +149,7 @@ class GroupStore:
 
     async def get_server_group(self, uuid: str) -> ServerGroupRecord:
         """A live server group with its members; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> ServerGroupRecord:
-            return await _group(tx, uuid)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _group(tx, uuid))
 
     async def list_server_groups(self, project_id: str | None = None) -> list[ServerGroupRecord]:
         """Live server groups of one project, or of all projects, oldest first."""
@@ -221,10 +217,7 @@ class GroupStore:
 
     async def remove_instance_from_groups(self, instance_uuid: str) -> int:
         """Forget a (deleted) instance in every group it is in; how many memberships."""
-        async def body(tx: Tx) -> int:
-            return await tx.run(_DELETE_INSTANCE_MEMBERSHIPS, {"instance_uuid": instance_uuid})
-
-        return await self.db.transact(body)
+        return await self._run(_DELETE_INSTANCE_MEMBERSHIPS, {"instance_uuid": instance_uuid})
 
     async def group_for_instance(self, instance_uuid: str) -> ServerGroupRecord | None:
         """The live server group an instance is a member of, if any."""
@@ -234,10 +227,9 @@ class GroupStore:
 
         return await self.db.transact(body)
 
+
 async def _group(tx: Tx, uuid: str) -> ServerGroupRecord:
-    row = await tx.one(_GROUP_BY_UUID, {"uuid": uuid})
-    if row is None:
-        raise NotFound(f"server group {uuid} not found")
+    row = await found(tx, _GROUP_BY_UUID, {"uuid": uuid}, f"server group {uuid} not found")
     return (await _groups(tx, [row]))[0]
 
 

@@ -36,7 +36,8 @@ from sqlalchemy import (
 )
 
 from nimbus.core.db import paging
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import (
     NAME_LEN,
     UUID_LEN,
@@ -210,10 +211,8 @@ def _list_query(filters: tuple[str, ...], hidden: bool, since: bool, before: boo
     return stmt
 
 
-class MigrationStore:
+class MigrationStore(StoreArea):
     """Store methods for migrations."""
-
-    db: Database
 
     async def create_migration(
         self, *, uuid: str, instance_uuid: str, migration_type: str, now: float,
@@ -250,19 +249,11 @@ class MigrationStore:
 
     async def get_migration(self, migration_id: int) -> MigrationRecord:
         """A migration by id; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> MigrationRecord:
-            return await _migration(tx, migration_id)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _migration(tx, migration_id))
 
     async def get_migration_by_uuid(self, uuid: str) -> MigrationRecord:
         """A migration by uuid; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> Row | None:
-            return await tx.one(_BY_UUID, {"uuid": uuid})
-
-        row = await self.db.transact(body)
-        if row is None:
-            raise NotFound(f"migration {uuid} not found")
+        row = await self._found(_BY_UUID, {"uuid": uuid}, f"migration {uuid} not found")
         return MigrationRecord.from_row(row)
 
     async def update_migration_status(
@@ -302,21 +293,15 @@ class MigrationStore:
 
     async def migrations_by_instance(self, instance_uuid: str) -> list[MigrationRecord]:
         """An instance's migrations, oldest first."""
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(_BY_INSTANCE, {"uuid": instance_uuid})
-
-        return [MigrationRecord.from_row(r) for r in await self.db.transact(body)]
+        rows = await self._rows(_BY_INSTANCE, {"uuid": instance_uuid})
+        return [MigrationRecord.from_row(r) for r in rows]
 
     async def migration_by_instance_and_status(
         self, instance_uuid: str, status: str
     ) -> MigrationRecord:
         """The instance's latest migration in ``status`` (e.g. the resize to confirm)."""
-        async def body(tx: Tx) -> Row | None:
-            return await tx.one(_BY_INSTANCE_STATUS, {"uuid": instance_uuid, "status": status})
-
-        row = await self.db.transact(body)
-        if row is None:
-            raise NotFound(f"no {status} migration of instance {instance_uuid}")
+        row = await self._found(_BY_INSTANCE_STATUS, {"uuid": instance_uuid, "status": status},
+                                f"no {status} migration of instance {instance_uuid}")
         return MigrationRecord.from_row(row)
 
     async def in_progress_migrations_by_host(
@@ -325,11 +310,8 @@ class MigrationStore:
         """Moves not yet done into or out of ``host`` (and ``node``): what the resource
         tracker must count on both ends."""
         stmt = _in_progress_query(node is not None)
-
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(stmt, {"host": host, "node": node})
-
-        return [MigrationRecord.from_row(r) for r in await self.db.transact(body)]
+        rows = await self._rows(stmt, {"host": host, "node": node})
+        return [MigrationRecord.from_row(r) for r in rows]
 
     async def list_migrations(
         self, *, host: str | None = None, status: str | None = None,
@@ -350,13 +332,8 @@ class MigrationStore:
                                     "project_id", "user_id") if params[n] is not None)
 
         async def body(tx: Tx) -> list[Row]:
-            nulls = None
-            if marker is not None:
-                mark = await tx.one(_MARKER, {"marker": marker})
-                if mark is None:
-                    raise NotFound(f"marker migration {marker} not found")
-                nulls = paging.marker_nulls(mark)
-                params.update(paging.marker_params(mark))
+            nulls = await paging.read_marker(tx, _MARKER, marker, params,
+                                             NotFound(f"marker migration {marker} not found"))
             stmt = _list_query(filters, include_hidden, changes_since is not None,
                                changes_before is not None, nulls, limit is not None)
             return await tx.rows(stmt, params)
@@ -365,7 +342,5 @@ class MigrationStore:
 
 
 async def _migration(tx: Tx, migration_id: int) -> MigrationRecord:
-    row = await tx.one(_BY_ID, {"mid": migration_id})
-    if row is None:
-        raise NotFound(f"migration {migration_id} not found")
+    row = await found(tx, _BY_ID, {"mid": migration_id}, f"migration {migration_id} not found")
     return MigrationRecord.from_row(row)

@@ -10,12 +10,22 @@ and MariaDB, and so that simulation can run statements on raw ``sqlite3``:
 * booleans are ``Boolean`` (0/1 on SQLite and MariaDB), read back with ``bool()``;
 * short strings that are indexed are ``String(n)`` (MariaDB cannot index TEXT);
 * soft delete is a ``deleted`` integer: 0 for live rows, the row id once
-  deleted, so unique keys that include it allow a name to be reused.
+  deleted, so unique keys that include it allow a name to be reused;
+* in an UPDATE or INSERT, a bind parameter outside the SET / VALUES (in the
+  WHERE clause, a subquery) must not share the name of a column of the table:
+  executed with that key, SQLAlchemy would also SET the column from it, and it
+  refuses to compile the statement ("bindparam() name 'id' is reserved ...").
+  Name such parameters for what they hold, e.g. ``sid``, ``iuuid``, ``aid``
+  (``.values(name=bindparam("name"))`` may keep the column's name).
+
+Update methods take :data:`KEEP` for "leave this field as it is" (``None``
+sets NULL) and resolve it with :func:`pick`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Final, TypeVar
 
 import msgspec
 from sqlalchemy import Boolean, Column, Double, Integer, MetaData, String
@@ -30,6 +40,23 @@ NAMING = {
 }
 
 metadata = MetaData(naming_convention=NAMING)
+
+T = TypeVar("T")
+
+
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`."""
+
+    KEEP = "keep"
+
+
+#: "Leave this field as it is" in update methods (``None`` means set it to NULL).
+KEEP: Final = Keep.KEEP
+
+
+def pick(new: T | Keep, old: T) -> T:
+    """``new`` unless it is :data:`KEEP`, then ``old``."""
+    return old if isinstance(new, Keep) else new
 
 UUID_LEN = 36
 NAME_LEN = 255

@@ -24,6 +24,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, false, or_
+from sqlalchemy.sql.expression import Executable
+
+from nimbus.core.db.database import Tx
+from nimbus.core.errors import NimbusError
 
 #: A normalized sort: (column name, descending) pairs, ending with a unique column.
 Sort = tuple[tuple[str, bool], ...]
@@ -88,6 +92,24 @@ def marker_params(values: Sequence[Any]) -> dict[str, Any]:
 def marker_nulls(values: Sequence[Any]) -> tuple[bool, ...]:
     """Which of the marker row's sort values are NULL (part of a builder's cache key)."""
     return tuple(v is None for v in values)
+
+
+async def read_marker(
+    tx: Tx, stmt: Executable, marker: str | None, params: dict[str, Any], missing: NimbusError
+) -> tuple[bool, ...] | None:
+    """Inside a listing's transaction: read the marker row's sort values with ``stmt``
+    (which binds ``marker``) and add them to ``params`` for :func:`after_marker`.
+
+    Returns which of them are NULL (the builder's ``marker_nulls``), or None
+    without a marker; raises ``missing`` if the marker row is not there.
+    """
+    if marker is None:
+        return None
+    row = await tx.one(stmt, {"marker": marker})
+    if row is None:
+        raise missing
+    params.update(marker_params(row))
+    return marker_nulls(row)
 
 
 def _same(table: Table, name: str, i: int, null: bool) -> ColumnElement[bool]:

@@ -14,9 +14,10 @@ the whole transaction from a fresh read, up to ``claim_retries`` times. Every
 claim that adds to a provider bumps its generation, so no two claims that
 read the same usage can both commit.
 
-Refusals found before any write (over capacity, a stale consumer generation)
-are returned from the transaction body rather than raised, so that they are
-not retried as if they were lost races; the method raises them.
+Refusals are final and not retried as if they were lost races: a stale
+consumer generation given by the caller is a ``GenerationConflict`` (a
+``ConflictError`` that is not retryable), and over capacity is
+``CapacityExceeded`` (not a ``ConflictError`` at all).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import bindparam, func, select
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea
+from nimbus.core.db.database import Row, Tx, TxBody
 from nimbus.core.db.placement import (
     ConsumerAllocations,
     allocations,
@@ -46,8 +48,8 @@ from nimbus.core.errors import (
     CapacityExceeded,
     ConflictError,
     DuplicateError,
+    GenerationConflict,
     InvalidPlacementInput,
-    NimbusError,
     NotFound,
 )
 
@@ -114,10 +116,8 @@ _PROJECT_USER_USAGES = _PROJECT_USAGES.where(_co.user_id == bindparam("user_id")
 Seen = Sequence[tuple[int, int, str]]
 
 
-class AllocationStore:
+class AllocationStore(StoreArea):
     """Store methods for consumers' allocations and usages."""
-
-    db: Database
 
     #: How many times a claim is re-run after losing a race on a provider's generation.
     claim_retries: int = 10
@@ -146,11 +146,9 @@ class AllocationStore:
             check_amounts(res, f"allocation on resource provider {rp_uuid}")
         classes = sorted({rc for res in wanted.values() for rc in res})
 
-        async def body(tx: Tx) -> ConsumerAllocations | NimbusError:
+        async def body(tx: Tx) -> ConsumerAllocations:
             consumer = await tx.one(_CONSUMER, {"uuid": consumer_uuid})
-            stale = _stale_consumer(consumer_uuid, consumer, consumer_generation)
-            if stale is not None:
-                return stale
+            _check_consumer(consumer_uuid, consumer, consumer_generation)
             if not wanted:
                 if consumer is not None:
                     await _release(tx, consumer_uuid, consumer)
@@ -158,9 +156,7 @@ class AllocationStore:
             # Generations first: whatever usage is read after them is at least as new.
             providers = {uuid: await provider_id_gen(tx, uuid) for uuid in sorted(wanted)}
             ids = await class_ids(tx, classes)
-            refused = await _check_capacity(tx, consumer_uuid, wanted, providers, ids)
-            if refused is not None:
-                return refused
+            await _check_capacity(tx, consumer_uuid, wanted, providers, ids)
             await self._guard_providers(tx, sorted(
                 (rp_id, gen, uuid) for uuid, (rp_id, gen) in providers.items()), now)
             if consumer is None:
@@ -184,14 +180,8 @@ class AllocationStore:
             return ConsumerAllocations(consumer_uuid, generation, project_id, user_id,
                                        consumer_type, wanted)
 
-        try:
-            result = await self.db.transact(body, conflict_retries=self.claim_retries)
-        except DuplicateError:
-            # two first claims for one new consumer: the other inserted it first
-            raise ConflictError(f"consumer {consumer_uuid} was created concurrently") from None
-        if isinstance(result, NimbusError):
-            raise result
-        return result
+        # two first claims for one new consumer: the other inserted it first
+        return await self._transact_claim(body, consumer_uuid)
 
     async def _guard_providers(self, tx: Tx, seen: Seen, now: float) -> None:
         """Bump each provider's generation from the one read; ``ConflictError`` if one moved.
@@ -215,15 +205,13 @@ class AllocationStore:
         if source_uuid == target_uuid:
             raise InvalidPlacementInput(f"cannot move allocations of {source_uuid} to itself")
 
-        async def body(tx: Tx) -> ConsumerAllocations | NimbusError:
+        async def body(tx: Tx) -> ConsumerAllocations:
             source = await tx.one(_CONSUMER, {"uuid": source_uuid})
             if source is None:
                 raise NotFound(f"consumer {source_uuid} has no allocations")
             target = await tx.one(_CONSUMER, {"uuid": target_uuid})
-            stale = (_stale_consumer(source_uuid, source, source_generation)
-                     or _stale_consumer(target_uuid, target, target_generation))
-            if stale is not None:
-                return stale
+            _check_consumer(source_uuid, source, source_generation)
+            _check_consumer(target_uuid, target, target_generation)
             rows = await tx.rows(_ALLOCATIONS_OF, {"uuid": source_uuid})
             # Usage does not grow, so no capacity check; the bump tells readers it changed.
             touched = sorted({r[4] for r in rows})
@@ -250,13 +238,17 @@ class AllocationStore:
             return ConsumerAllocations(target_uuid, generation, project, user, kind,
                                        _by_provider(rows))
 
+        return await self._transact_claim(body, target_uuid)
+
+    async def _transact_claim(
+        self, body: TxBody[ConsumerAllocations], new_consumer: str
+    ) -> ConsumerAllocations:
+        """Run a body that may insert consumer ``new_consumer``, retrying lost races; a
+        concurrent insert of the same consumer is a ``ConflictError``."""
         try:
-            result = await self.db.transact(body, conflict_retries=self.claim_retries)
+            return await self.db.transact(body, conflict_retries=self.claim_retries)
         except DuplicateError:
-            raise ConflictError(f"consumer {target_uuid} was created concurrently") from None
-        if isinstance(result, NimbusError):
-            raise result
-        return result
+            raise ConflictError(f"consumer {new_consumer} was created concurrently") from None
 
     async def delete_allocations(self, consumer_uuid: str) -> None:
         """Release everything a consumer holds; ``NotFound`` if it holds nothing."""
@@ -306,32 +298,30 @@ class AllocationStore:
     ) -> dict[str, int]:
         """What a project (or one user of it) holds, by class, across all providers."""
         stmt = _PROJECT_USAGES if user_id is None else _PROJECT_USER_USAGES
-
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(stmt, {"project_id": project_id, "user_id": user_id})
-
-        return {class_name(r[0], r[1]): int(r[2]) for r in await self.db.transact(body)}
+        rows = await self._rows(stmt, {"project_id": project_id, "user_id": user_id})
+        return {class_name(r[0], r[1]): int(r[2]) for r in rows}
 
 
-def _stale_consumer(uuid: str, row: Row | None, expected: int | None) -> NimbusError | None:
+def _check_consumer(uuid: str, row: Row | None, expected: int | None) -> None:
+    """``GenerationConflict`` unless the consumer is at the generation the caller gave."""
     actual = None if row is None else row[1]
     if actual == expected:
-        return None
+        return
     if expected is None:
-        return ConflictError(f"consumer {uuid} generation conflict: expected a new consumer, "
-                             f"it exists at generation {actual}")
+        raise GenerationConflict(f"consumer {uuid} generation conflict: expected a new "
+                                 f"consumer, it exists at generation {actual}")
     if actual is None:
-        return ConflictError(f"consumer {uuid} generation conflict: expected generation "
-                             f"{expected}, the consumer holds nothing")
-    return ConflictError(f"consumer {uuid} generation conflict: expected generation "
-                         f"{expected}, current is {actual}")
+        raise GenerationConflict(f"consumer {uuid} generation conflict: expected generation "
+                                 f"{expected}, the consumer holds nothing")
+    raise GenerationConflict(f"consumer {uuid} generation conflict: expected generation "
+                             f"{expected}, current is {actual}")
 
 
 async def _check_capacity(
     tx: Tx, consumer_uuid: str, wanted: dict[str, dict[str, int]],
     providers: dict[str, tuple[int, int]], ids: dict[str, int],
-) -> CapacityExceeded | None:
-    """The first requested amount that does not fit, as an error; None if all fit."""
+) -> None:
+    """``CapacityExceeded`` naming the first requested amount that does not fit."""
     for rp_uuid, res in wanted.items():
         rows = await tx.rows(_CLAIM_INVENTORY, {"rp_id": providers[rp_uuid][0],
                                                 "consumer": consumer_uuid})
@@ -339,21 +329,20 @@ async def _check_capacity(
         for rc, amount in res.items():
             found = inv.get(ids[rc])
             if found is None:
-                return CapacityExceeded(
+                raise CapacityExceeded(
                     f"resource provider {rp_uuid} has no inventory of {rc}")
             total, reserved, min_unit, max_unit, step, ratio, used = found
             if amount < min_unit or amount > max_unit or amount % step:
-                return CapacityExceeded(
+                raise CapacityExceeded(
                     f"{rc} on resource provider {rp_uuid}: amount {amount} is outside "
                     f"min_unit {min_unit}, max_unit {max_unit} or not a multiple of "
                     f"step_size {step}")
             capacity = (total - reserved) * ratio
             if int(used) + amount > capacity:
-                return CapacityExceeded(
+                raise CapacityExceeded(
                     f"{rc} on resource provider {rp_uuid}: requested {amount}, used "
                     f"{int(used)}, capacity {int(capacity)} ((total {total} - reserved "
                     f"{reserved}) x allocation_ratio {ratio:g})")
-    return None
 
 
 async def _release(tx: Tx, consumer_uuid: str, consumer: Row) -> None:

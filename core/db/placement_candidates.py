@@ -20,7 +20,8 @@ from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, func, select
 
-from nimbus.core.db.database import Database, Tx
+from nimbus.core.db.area import StoreArea
+from nimbus.core.db.database import Tx
 from nimbus.core.db.placement import (
     MAX_INT,
     AllocationCandidates,
@@ -121,10 +122,8 @@ _SUMMARY_TRAITS = (
 Request = dict[str, dict[str, int]]
 
 
-class CandidateStore:
+class CandidateStore(StoreArea):
     """Store method for allocation candidates."""
-
-    db: Database
 
     async def allocation_candidates(
         self, resources: Mapping[str, int], *, required_traits: Collection[str] = (),
@@ -236,4 +235,3 @@ async def _summaries(tx: Tx, requests: list[Request]) -> dict[str, ProviderSumma
                                        rp.parent_provider_uuid, resources[rp.id],
                                        frozenset(names[rp.id]))
     return out
-

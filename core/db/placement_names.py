@@ -3,7 +3,7 @@
 Standard resource classes and traits are known to the code; custom ones
 (``CUSTOM_*``) are created by whoever needs them. Setting a provider's traits or
 aggregates replaces them all, takes the provider's generation from the caller
-and bumps it (``ConflictError`` if it is stale).
+and bumps it (``GenerationConflict`` if it is stale).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from sqlalchemy import bindparam, func, select
 
+from nimbus.core.db.area import StoreArea
 from nimbus.core.db.database import Database, Tx, TxBody
 from nimbus.core.db.placement import (
     CUSTOM_CLASS_START,
@@ -35,7 +36,7 @@ from nimbus.core.db.placement_sql import (
     check_generation,
     provider_id_gen,
 )
-from nimbus.core.errors import ConflictError, DuplicateError, InvalidPlacementInput, NotFound
+from nimbus.core.errors import DuplicateError, InUse, InvalidPlacementInput, NotFound
 
 T = TypeVar("T")
 
@@ -108,10 +109,8 @@ async def _trait_ids(tx: Tx, names: Collection[str], now: float, *,
     return ids
 
 
-class PlacementNameStore:
+class PlacementNameStore(StoreArea):
     """Store methods for resource classes, traits and provider aggregates."""
-
-    db: Database
 
     async def ensure_resource_class(self, name: str, *, now: float) -> bool:
         """Make a resource class exist; True if this call created it.
@@ -155,7 +154,7 @@ class PlacementNameStore:
         return [*STANDARD_RESOURCE_CLASSES, *await self.db.transact(body)]
 
     async def delete_resource_class(self, name: str) -> None:
-        """Delete a custom class; ``ConflictError`` if any provider has inventory of it."""
+        """Delete a custom class; ``InUse`` if any provider has inventory of it."""
         if name in STANDARD_CLASS_IDS:
             raise InvalidPlacementInput(f"standard resource class {name} cannot be deleted")
 
@@ -164,7 +163,7 @@ class PlacementNameStore:
             if rc_id is None:
                 raise NotFound(f"resource class {name} not found")
             if await tx.one(_CLASS_IN_USE, {"rc_id": rc_id}) is not None:
-                raise ConflictError(f"resource class {name} is in use by inventories")
+                raise InUse(f"resource class {name} is in use by inventories")
             await tx.run(_DELETE_CLASS, {"rc_id": rc_id})
 
         await self.db.transact(body)
@@ -204,7 +203,7 @@ class PlacementNameStore:
         return sorted(found)
 
     async def delete_trait(self, name: str) -> None:
-        """Delete a custom trait; ``ConflictError`` if a provider has it."""
+        """Delete a custom trait; ``InUse`` if a provider has it."""
         if name in STANDARD_TRAITS:
             raise InvalidPlacementInput(f"standard trait {name} cannot be deleted")
 
@@ -213,7 +212,7 @@ class PlacementNameStore:
             if trait_id is None:
                 raise NotFound(f"trait {name} not found")
             if await tx.one(_TRAIT_IN_USE, {"trait_id": trait_id}) is not None:
-                raise ConflictError(f"trait {name} is in use by resource providers")
+                raise InUse(f"trait {name} is in use by resource providers")
             await tx.run(_DELETE_TRAIT, {"trait_id": trait_id})
 
         await self.db.transact(body)

@@ -1,8 +1,8 @@
 """Placement Store, part one: resource providers and their inventories.
 
 Every write that changes what a provider offers takes the provider's generation
-from the caller and bumps it with a compare-and-swap (``ConflictError`` if it
-is stale), as placement's PUT calls do. Traits, aggregates and resource classes
+from the caller and bumps it with a compare-and-swap (``GenerationConflict`` if
+it is stale), as placement's PUT calls do. Traits, aggregates and resource classes
 are in :mod:`nimbus.core.db.placement_names`.
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, func, select
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.placement import (
     InventorySpec,
     ProviderInventories,
@@ -43,7 +44,7 @@ from nimbus.core.db.placement_sql import (
     with_all_traits,
     with_any_trait,
 )
-from nimbus.core.errors import ConflictError, NimbusError, NotFound
+from nimbus.core.errors import ConflictError, InUse, NotFound
 
 _rp = resource_providers.c
 _inv = inventories.c
@@ -111,10 +112,8 @@ def _providers_query(by_name: bool, by_uuid: bool, member_groups: int, in_tree: 
     return stmt.order_by(_rp.id)
 
 
-class ProviderStore:
+class ProviderStore(StoreArea):
     """Store methods for resource providers and their inventories."""
-
-    db: Database
 
     async def create_resource_provider(
         self, *, uuid: str, name: str, now: float, parent_provider_uuid: str | None = None
@@ -143,10 +142,7 @@ class ProviderStore:
 
     async def get_resource_provider(self, uuid: str) -> ResourceProviderRecord:
         """A provider by uuid; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> ResourceProviderRecord:
-            return await _provider(tx, uuid)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _provider(tx, uuid))
 
     async def list_resource_providers(
         self, *, name: str | None = None, uuid: str | None = None,
@@ -200,25 +196,21 @@ class ProviderStore:
     async def delete_resource_provider(self, uuid: str) -> None:
         """Delete a provider with its inventories, traits and aggregate links.
 
-        ``ConflictError`` if it has allocations or child providers.
+        ``InUse`` (a ``ConflictError``) if it has allocations or child providers.
         """
-        async def body(tx: Tx) -> NimbusError | None:
+        async def body(tx: Tx) -> None:
             rp_id, seen = await provider_id_gen(tx, uuid)
             if await tx.one(_HAS_ALLOCATIONS, {"rp_id": rp_id}) is not None:
-                return ConflictError(f"resource provider {uuid} has allocations")
+                raise InUse(f"resource provider {uuid} has allocations")
             if await tx.one(_HAS_CHILDREN, {"rp_id": rp_id}) is not None:
-                return ConflictError(f"resource provider {uuid} has child providers")
+                raise InUse(f"resource provider {uuid} has child providers")
             for stmt in (_DELETE_INVENTORIES_OF, _DELETE_TRAITS_OF, _DELETE_AGGREGATES_OF):
                 await tx.run(stmt, {"rp_id": rp_id})
-            # a claim that read the provider before us fails its generation swap
+            # a claim that read the provider before us fails its generation swap (retried)
             if not await tx.run(_DELETE_PROVIDER_IF, {"rp_id": rp_id, "seen": seen}):
                 raise ConflictError(f"resource provider {uuid} changed while being deleted")
-            return None
 
-        # Refusals are returned, not raised, so that only a lost race is retried.
-        refused = await self.db.transact(body, conflict_retries=3)
-        if refused is not None:
-            raise refused
+        await self.db.transact(body, conflict_retries=3)
 
     async def get_inventories(self, uuid: str) -> ProviderInventories:
         """A provider's inventories by class name, with its generation."""
@@ -286,12 +278,12 @@ class ProviderStore:
                 if rc_id not in existing:
                     raise NotFound(f"resource provider {uuid} has no inventory of {names[rc_id]}")
                 if used.get(rc_id, 0):
-                    raise ConflictError(
+                    raise InUse(
                         f"inventory of {names[rc_id]} on resource provider {uuid} is in use "
                         f"({used[rc_id]} allocated): it cannot be removed")
             for rc_id, spec in new.items():
                 if spec is not None and spec.capacity < used.get(rc_id, 0):
-                    raise ConflictError(
+                    raise InUse(
                         f"inventory of {names[rc_id]} on resource provider {uuid} would have "
                         f"capacity {spec.capacity} but {used[rc_id]} is allocated")
             new_generation = await bump_generation(tx, rp_id, generation, uuid, now)
@@ -316,7 +308,5 @@ class ProviderStore:
 
 
 async def _provider(tx: Tx, uuid: str) -> ResourceProviderRecord:
-    row = await tx.one(PROVIDER_BY_UUID, {"uuid": uuid})
-    if row is None:
-        raise NotFound(f"resource provider {uuid} not found")
+    row = await found(tx, PROVIDER_BY_UUID, {"uuid": uuid}, f"resource provider {uuid} not found")
     return ResourceProviderRecord.from_row(row)

@@ -27,7 +27,7 @@ from nimbus.core.db.placement import (
     resource_providers,
     traits,
 )
-from nimbus.core.errors import ConflictError, NotFound
+from nimbus.core.errors import ConflictError, GenerationConflict, NotFound
 
 # -- shared statements -------------------------------------------------------------
 
@@ -78,9 +78,10 @@ async def bump_generation(tx: Tx, rp_id: int, seen: int, uuid: str, now: float) 
 
 
 def check_generation(uuid: str, expected: int, actual: int) -> None:
-    """``ConflictError`` if the caller's generation of a provider is not the current one."""
+    """``GenerationConflict`` if the caller's generation of a provider is not the current
+    one (final: a re-run of the transaction would compare the same numbers)."""
     if expected != actual:
-        raise ConflictError(f"resource provider {uuid} generation conflict: "
+        raise GenerationConflict(f"resource provider {uuid} generation conflict: "
                             f"expected {expected}, current is {actual}")
 
 

@@ -5,7 +5,8 @@ A limit resolves, most specific first: the user's override in the project
 class (``quota_classes``), then Nova's built-in default. -1 means unlimited.
 
 There are no usage or reservation tables: usage is counted when asked, from
-``instances`` (instances, cores, ram: live rows not soft-deleted),
+``instances`` (instances, cores, ram: live rows not soft-deleted nor hidden,
+by the instance Store's own :func:`~nimbus.core.db.instances.usage_query`),
 ``key_pairs`` (per user), ``instance_groups`` (server groups per project, and
 per user within it) and ``instance_group_member`` (members per group). The
 other resources (metadata items, injected files) limit one request's values,
@@ -33,12 +34,13 @@ from sqlalchemy import (
     union_all,
 )
 
-from nimbus.core.db.database import Database, Tx
+from nimbus.core.db.area import StoreArea
+from nimbus.core.db.database import Tx
 from nimbus.core.db.flavors import key_pairs
 from nimbus.core.db.groups import instance_group_member, instance_groups
-from nimbus.core.db.instances import SOFT_DELETED, instances
+from nimbus.core.db.instances import USAGE_RESOURCES, usage_query
 from nimbus.core.db.meta import NAME_LEN, id_column, metadata, time_columns
-from nimbus.core.errors import ApiError, QuotaExceeded
+from nimbus.core.errors import InvalidInput, QuotaExceeded
 
 RESOURCE_LEN = 64
 
@@ -88,7 +90,7 @@ QUOTA_DEFAULTS: dict[str, int] = {
 }
 DEFAULT_CLASS = "default"
 #: Counted per project, and per user within it.
-PROJECT_COUNTED = ("instances", "cores", "ram", "server_groups")
+PROJECT_COUNTED = (*USAGE_RESOURCES, "server_groups")
 #: Counted per user only (keypairs belong to no project).
 USER_COUNTED = ("key_pairs",)
 #: Counted per server group.
@@ -130,22 +132,14 @@ _DELETE_USERS_OF_PROJECT = project_user_quotas.delete().where(
 _DELETE_USER = project_user_quotas.delete().where(
     _u.project_id == bindparam("project_id"), _u.user_id == bindparam("user_id"))
 
-_i, _k, _g, _m = instances.c, key_pairs.c, instance_groups.c, instance_group_member.c
+_k, _g, _m = key_pairs.c, instance_groups.c, instance_group_member.c
 
 
 def _counter(resource: str, by_user: bool) -> ScalarSelect[Any]:
     """A scalar subquery counting one resource of the project (or of the user in it)."""
     stmt: Select[Any]
-    if resource in ("instances", "cores", "ram"):
-        what = {"instances": func.count(), "cores": func.coalesce(func.sum(_i.vcpus), 0),
-                "ram": func.coalesce(func.sum(_i.memory_mb), 0)}[resource]
-        # As in Nova, a soft-deleted instance (restorable for a while) holds no quota,
-        # nor does a hidden one (the copy a cross-cell move leaves behind).
-        stmt = select(what).select_from(instances).where(
-            _i.project_id == bindparam("project_id"), _i.deleted == 0,
-            _i.vm_state != SOFT_DELETED, _i.hidden.is_(False))
-        if by_user:
-            stmt = stmt.where(_i.user_id == bindparam("user_id"))
+    if resource in USAGE_RESOURCES:
+        stmt = usage_query((resource,), by_user=by_user)
     elif resource == "server_groups":
         stmt = select(func.count()).select_from(instance_groups).where(
             _g.project_id == bindparam("project_id"), _g.deleted == 0)
@@ -280,15 +274,15 @@ async def _usage(
 def _check_resources(limits: Mapping[str, int]) -> None:
     unknown = sorted(set(limits) - set(QUOTA_DEFAULTS))
     if unknown:
-        raise ApiError(400, f"unknown quota resource(s) {', '.join(unknown)}; valid: "
-                            f"{', '.join(QUOTA_DEFAULTS)}")
+        raise InvalidInput(f"unknown quota resource(s) {', '.join(unknown)}; valid: "
+                           f"{', '.join(QUOTA_DEFAULTS)}")
 
 
 def _check_limits(limits: Mapping[str, int]) -> None:
     _check_resources(limits)
     bad = sorted(r for r, v in limits.items() if v < -1)
     if bad:
-        raise ApiError(400, f"quota limit must be -1 (unlimited) or more: {', '.join(bad)}")
+        raise InvalidInput(f"quota limit must be -1 (unlimited) or more: {', '.join(bad)}")
 
 
 async def _upsert(
@@ -305,24 +299,19 @@ async def _upsert(
                            "updated_at": now} for r, v in limits.items() if r not in have])
 
 
-class QuotaStore:
+class QuotaStore(StoreArea):
     """Store methods for quota limits and usage."""
-
-    db: Database
 
     async def get_quota_limits(
         self, project_id: str, user_id: str | None = None
     ) -> dict[str, int]:
         """Every resource's limit for a project, or for a user in it (-1: unlimited)."""
-        async def body(tx: Tx) -> dict[str, int]:
-            return await quota_limits_tx(tx, project_id, user_id)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: quota_limits_tx(tx, project_id, user_id))
 
     async def set_project_quotas(
         self, project_id: str, limits: Mapping[str, int], now: float
     ) -> dict[str, int]:
-        """Set some of a project's limits; all its limits after. ``ApiError`` 400 if bad."""
+        """Set some of a project's limits; all its limits after. ``InvalidInput`` if bad."""
         _check_limits(limits)
 
         async def body(tx: Tx) -> dict[str, int]:
@@ -394,11 +383,7 @@ class QuotaStore:
         within it; key_pairs of the user (0 without one).
         """
         resources = (*PROJECT_COUNTED, *USER_COUNTED)
-
-        async def body(tx: Tx) -> dict[tuple[str, str], int]:
-            return await _usage(tx, resources, project_id, user_id, None)
-
-        usage = await self.db.transact(body)
+        usage = await self.db.transact(lambda tx: _usage(tx, resources, project_id, user_id, None))
         scope = "user" if user_id is not None else "project"
         out = {r: usage[scope, r] for r in PROJECT_COUNTED}
         out["key_pairs"] = usage.get(("user", "key_pairs"), 0) if user_id is not None else 0

@@ -26,7 +26,8 @@ from sqlalchemy import (
     select,
 )
 
-from nimbus.core.db.database import Database, Row, Tx
+from nimbus.core.db.area import StoreArea, found
+from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.meta import (
     NAME_LEN,
     dumps,
@@ -212,10 +213,8 @@ def _nodes_query(by_host: bool) -> Select[Any]:
     return stmt.order_by(_n.id)
 
 
-class ServiceStore:
+class ServiceStore(StoreArea):
     """Store methods for services and compute nodes."""
-
-    db: Database
 
     async def create_service(
         self, *, uuid: str, host: str, binary: str, topic: str, now: float, version: int = 0
@@ -234,17 +233,11 @@ class ServiceStore:
 
     async def get_service(self, service_id: int) -> ServiceRecord:
         """A live service by id; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> ServiceRecord:
-            return await _service(tx, service_id)
-
-        return await self.db.transact(body)
+        return await self.db.transact(lambda tx: _service(tx, service_id))
 
     async def service_by_host_binary(self, host: str, binary: str) -> ServiceRecord | None:
         """The live service ``binary`` on ``host``, if registered."""
-        async def body(tx: Tx) -> Row | None:
-            return await tx.one(_SERVICE_BY_HOST_BINARY, {"host": host, "binary": binary})
-
-        row = await self.db.transact(body)
+        row = await self._one(_SERVICE_BY_HOST_BINARY, {"host": host, "binary": binary})
         return ServiceRecord.from_row(row) if row is not None else None
 
     async def list_services(
@@ -253,18 +246,11 @@ class ServiceStore:
         """Live services, optionally of one host and/or one binary, oldest first."""
         stmt = _services_query(host is not None, binary is not None)
         params = {"host": host, "binary": binary}
-
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(stmt, params)
-
-        return [ServiceRecord.from_row(r) for r in await self.db.transact(body)]
+        return [ServiceRecord.from_row(r) for r in await self._rows(stmt, params)]
 
     async def service_heartbeat(self, service_id: int, now: float) -> None:
         """Record that a service reported at ``now``; ``NotFound`` if it was deleted."""
-        async def body(tx: Tx) -> int:
-            return await tx.run(_HEARTBEAT, {"sid": service_id, "now": now})
-
-        if not await self.db.transact(body):
+        if not await self._run(_HEARTBEAT, {"sid": service_id, "now": now}):
             raise NotFound(f"service {service_id} not found")
 
     async def set_service_status(
@@ -318,32 +304,20 @@ class ServiceStore:
 
     async def get_compute_node(self, uuid: str) -> ComputeNodeRecord:
         """A live compute node by uuid; ``NotFound`` otherwise."""
-        async def body(tx: Tx) -> Row | None:
-            return await tx.one(_NODE_BY_UUID, {"uuid": uuid})
-
-        row = await self.db.transact(body)
-        if row is None:
-            raise NotFound(f"compute node {uuid} not found")
+        row = await self._found(_NODE_BY_UUID, {"uuid": uuid}, f"compute node {uuid} not found")
         return ComputeNodeRecord.from_row(row)
 
     async def compute_node_by_host(
         self, host: str, hypervisor_hostname: str
     ) -> ComputeNodeRecord | None:
         """The live node ``hypervisor_hostname`` of ``host``, if any."""
-        async def body(tx: Tx) -> Row | None:
-            return await tx.one(_NODE_BY_HOST_NAME, {"host": host, "name": hypervisor_hostname})
-
-        row = await self.db.transact(body)
+        row = await self._one(_NODE_BY_HOST_NAME, {"host": host, "name": hypervisor_hostname})
         return ComputeNodeRecord.from_row(row) if row is not None else None
 
     async def list_compute_nodes(self, *, host: str | None = None) -> list[ComputeNodeRecord]:
         """Live compute nodes, optionally of one host."""
         stmt = _nodes_query(host is not None)
-
-        async def body(tx: Tx) -> list[Row]:
-            return await tx.rows(stmt, {"host": host})
-
-        return [ComputeNodeRecord.from_row(r) for r in await self.db.transact(body)]
+        return [ComputeNodeRecord.from_row(r) for r in await self._rows(stmt, {"host": host})]
 
     async def update_compute_node_usage(
         self, node_id: int, *, vcpus: int, memory_mb: int, local_gb: int, vcpus_used: int,
@@ -351,20 +325,14 @@ class ServiceStore:
         now: float,
     ) -> None:
         """What the resource tracker reports: capacity and what is used of it."""
-        async def body(tx: Tx) -> int:
-            return await tx.run(_UPDATE_NODE, {
-                "nid": node_id, "vcpus": vcpus, "memory_mb": memory_mb, "local_gb": local_gb,
-                "vcpus_used": vcpus_used, "memory_mb_used": memory_mb_used,
-                "local_gb_used": local_gb_used, "running_vms": running_vms,
-                "stats": dumps(stats), "now": now,
-            })
-
-        if not await self.db.transact(body):
+        usage = {"nid": node_id, "vcpus": vcpus, "memory_mb": memory_mb, "local_gb": local_gb,
+                 "vcpus_used": vcpus_used, "memory_mb_used": memory_mb_used,
+                 "local_gb_used": local_gb_used, "running_vms": running_vms,
+                 "stats": dumps(stats), "now": now}
+        if not await self._run(_UPDATE_NODE, usage):
             raise NotFound(f"compute node {node_id} not found")
 
 
 async def _service(tx: Tx, service_id: int) -> ServiceRecord:
-    row = await tx.one(_SERVICE_BY_ID, {"id": service_id})
-    if row is None:
-        raise NotFound(f"service {service_id} not found")
+    row = await found(tx, _SERVICE_BY_ID, {"id": service_id}, f"service {service_id} not found")
     return ServiceRecord.from_row(row)

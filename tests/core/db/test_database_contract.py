@@ -10,7 +10,14 @@ from sqlalchemy import bindparam, func, select
 from nimbus.core.db.database import Tx
 from nimbus.core.db.services import services
 from nimbus.core.db.store import Store
-from nimbus.core.errors import ConflictError, DuplicateError
+from nimbus.core.errors import (
+    ConflictError,
+    DuplicateError,
+    GenerationConflict,
+    InUse,
+    StaleVersionError,
+    UnexpectedStateError,
+)
 
 from .conftest import StoreRunner
 
@@ -106,5 +113,53 @@ def test_conflicts_rerun_the_body_from_scratch(run_store: StoreRunner) -> None:
         with pytest.raises(ConflictError):
             await store.db.transact(flaky, conflict_retries=1)
         assert len(attempts) == 2 and await hosts(store) == ["try3"]
+
+    run_store(body)
+
+
+def test_only_retryable_conflicts_rerun_the_body(run_store: StoreRunner) -> None:
+    async def body(store: Store) -> None:
+        attempts: list[int] = []
+        finals: list[ConflictError] = [
+            DuplicateError("taken"), UnexpectedStateError("i1", "task_state", "spawning", [None]),
+            InUse("in use"), GenerationConflict("generation 3 is stale")]
+        for final in finals:
+            assert not final.retryable
+            attempts.clear()
+
+            async def refuses(tx: Tx, final: ConflictError = final) -> None:
+                attempts.append(1)
+                await tx.run(INSERT, row(f"refused{len(attempts)}"))
+                raise final
+
+            with pytest.raises(type(final)):
+                await store.db.transact(refuses, conflict_retries=5)
+            assert len(attempts) == 1, type(final).__name__
+
+        # A unique-key clash found by the database is not re-run either.
+        attempts.clear()
+
+        async def clashes(tx: Tx) -> None:
+            attempts.append(1)
+            await tx.run(INSERT, [row("a"), row("a")])
+
+        with pytest.raises(DuplicateError):
+            await store.db.transact(clashes, conflict_retries=5)
+        assert len(attempts) == 1
+        assert await hosts(store) == []
+
+        # A retryable subclass is re-run from scratch, as ConflictError itself is.
+        attempts.clear()
+
+        async def stale(tx: Tx) -> int:
+            attempts.append(1)
+            await tx.run(INSERT, row(f"stale{len(attempts)}"))
+            if len(attempts) < 3:
+                raise StaleVersionError("instance changed")
+            return len(attempts)
+
+        assert StaleVersionError.retryable and ConflictError.retryable
+        assert await store.db.transact(stale, conflict_retries=5) == 3
+        assert await hosts(store) == ["stale3"]
 
     run_store(body)
