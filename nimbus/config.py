@@ -33,6 +33,7 @@ from typing import Any, Literal
 import msgspec
 
 from nimbus.core.api.config import ApiConfig
+from nimbus.core.api.placement.config import PlacementConfig
 from nimbus.core.errors import ConfigError
 from nimbus.core.rpc import RpcConfig
 
@@ -96,7 +97,7 @@ class ServeConfig:
     ``state_dir`` holds the process's files, such as the default SQLite database.
     """
 
-    services: tuple[str, ...] = ("api",)
+    services: tuple[str, ...] = ("api", "placement")
     host: str = field(default_factory=socket.gethostname, metadata={"check": _nonempty})
     state_dir: str = field(default_factory=default_state_dir, metadata={"check": _nonempty})
 
@@ -131,6 +132,7 @@ class NimbusConfig:
     """Every section, composed; components receive only their own section."""
 
     api: ApiConfig = field(default_factory=ApiConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -4,12 +4,14 @@ The API logic lives in ``nimbus.core.api`` as plain handlers over plain
 requests and responses (DESIGN.md rule 2). This module only translates:
 aiohttp request -> core ``Request``, core ``Response`` -> aiohttp response, and
 every error -> a Nova-style fault body. One middleware counts and times each
-request on the runtime clock, labelled by route template.
+request on the runtime clock, labelled by route template. Error bodies are Nova's
+faults unless the application is built with another ``ErrorFormatter`` (Placement's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -17,7 +19,15 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from nimbus.core.api.http import ApiContext, Request, Response, Route, error_response, fault
+from nimbus.core.api.http import (
+    UNEXPECTED_ERROR,
+    ApiContext,
+    ErrorFormatter,
+    Request,
+    Response,
+    Route,
+    nova_error,
+)
 from nimbus.core.errors import NimbusError
 
 log = logging.getLogger(__name__)
@@ -27,6 +37,9 @@ API_CONTEXT = web.AppKey("nimbus_api_context", ApiContext)
 
 #: The request body size limit, in bytes.
 MAX_BODY_BYTES = web.AppKey("nimbus_max_body_bytes", int)
+
+#: How errors are answered (Nova's faults unless the app says otherwise).
+ERROR_FORMATTER: web.AppKey[ErrorFormatter] = web.AppKey("nimbus_error_formatter")
 
 #: Requests larger than this many bytes are refused with 413, unless told otherwise.
 DEFAULT_MAX_BODY_BYTES = 114688
@@ -50,11 +63,16 @@ def build_app(
     routes: Sequence[Route],
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    errors: ErrorFormatter = nova_error,
 ) -> web.Application:
-    """An aiohttp application serving ``routes`` with ``ctx``; a GET route also answers HEAD."""
+    """An aiohttp application serving ``routes`` with ``ctx``; a GET route also answers HEAD.
+
+    ``errors`` builds the body of every error answer the handlers do not build themselves.
+    """
     app = web.Application(middlewares=[_nova_middleware], client_max_size=max_body_bytes)
     app[API_CONTEXT] = ctx
     app[MAX_BODY_BYTES] = max_body_bytes
+    app[ERROR_FORMATTER] = errors
     by_path: dict[str, list[Route]] = {}
     for route in routes:
         by_path.setdefault(route.path, []).append(route)
@@ -143,13 +161,24 @@ def _template(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _error(request: web.Request, status: int, message: str,
+           headers: dict[str, str] | None = None) -> web.Response:
+    """The app's error answer; built from the request line and headers (no body)."""
+    req = Request(request.method, request.path,
+                  headers={name.lower(): value for name, value in request.headers.items()})
+    resp = request.app[ERROR_FORMATTER](request.app[API_CONTEXT], req, status, message)
+    if headers:
+        resp = dataclasses.replace(resp, headers={**resp.headers, **headers})
+    return to_aiohttp_response(resp)
+
+
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
     if exc.status == 405:
         message = f"The method {request.method} is not allowed for this resource."
     else:
         message = _MESSAGES.get(exc.status, exc.reason)
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return to_aiohttp_response(fault(exc.status, message, headers))
+    return _error(request, exc.status, message, headers)
 
 
 @web.middleware
@@ -167,10 +196,10 @@ async def _nova_middleware(request: web.Request, handler: Handler) -> web.Stream
     except NimbusError as exc:
         if exc.status >= 500:
             log.warning("%s %s failed: %s", request.method, request.path, exc.message)
-        response = to_aiohttp_response(error_response(exc))
-    except Exception as exc:
+        response = _error(request, exc.status, exc.message)
+    except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        response = to_aiohttp_response(error_response(exc))
+        response = _error(request, 500, UNEXPECTED_ERROR)
     method = request.method if request.method in _METHODS else "other"
     route = _template(request)
     m = ctx.metrics

@@ -23,7 +23,7 @@ from nimbus.core.service import Service, ServiceContext, ServiceHost
 from nimbus.core.transport import InProcessTransport, Transport
 from nimbus.db import open_database
 from nimbus.runtime import AsyncioRuntime
-from nimbus.services import ApiService, QueueService
+from nimbus.services import ApiService, PlacementService, QueueService
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ SERVICES: Registry[ServiceBuilder] = Registry(
     "service",
     {
         "api": lambda ctx, cfg: ApiService(ctx, cfg.api),
+        "placement": lambda ctx, cfg: PlacementService(ctx, cfg.placement),
         "queue": lambda ctx, cfg: QueueService(ctx, cfg.transport.kind, cfg.transport.broker_url),
     },
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -21,6 +21,9 @@ from nimbus.core.errors import ApiError, NimbusError
 from nimbus.core.metrics import Metrics
 from nimbus.core.rpc import RpcEndpoint
 from nimbus.core.runtime import Runtime
+
+if TYPE_CHECKING:
+    from nimbus.core.db.store import Store
 
 JSON_TYPE = "application/json"
 
@@ -107,6 +110,8 @@ class ApiContext:
     base_url: str = ""
     #: The API service's RPC endpoint, for handlers that call other services.
     rpc: RpcEndpoint | None = None
+    #: The database, for handlers that read or write state (the Placement API).
+    store: Store | None = None
 
     def public_url(self, req: Request) -> str:
         """The base URL clients use to reach us, without a trailing slash."""
@@ -144,6 +149,17 @@ def fault(status: int, message: str, headers: Mapping[str, str] | None = None) -
     """A Nova-style error response: ``{"<faultName>": {"code": status, "message": ...}}``."""
     body = {fault_name(status): {"code": status, "message": message}}
     return Response(status, body, JSON_TYPE, dict(headers or {}))
+
+
+#: Builds the answer to an error found outside a handler (unknown URL, wrong method, body too
+#: large) or raised by one: ``(ctx, request, status, message) -> Response``. An API whose
+#: errors have another shape than Nova's (Placement's) gives the adapter its own.
+ErrorFormatter = Callable[[ApiContext, Request, int, str], Response]
+
+
+def nova_error(ctx: ApiContext, req: Request, status: int, message: str) -> Response:
+    """The default :data:`ErrorFormatter`: Nova's fault body."""
+    return fault(status, message)
 
 
 def error_response(exc: BaseException) -> Response:

@@ -28,7 +28,7 @@ def test_defaults() -> None:
     assert cfg.transport.run_broker is False
     assert cfg.runtime.kind == "asyncio"
     assert cfg.runtime.seed is None
-    assert cfg.serve.services == ("api",)
+    assert cfg.serve.services == ("api", "placement")
     assert cfg.serve.host == socket.gethostname()
     assert cfg.log.level == "INFO"
 
@@ -122,7 +122,7 @@ def test_unknown_section(tmp_path: Path) -> None:
         load_config(path, {}, [])
     assert str(err.value) == (
         f"config file {path}: unknown section [apx] "
-        "(valid: api, database, log, rpc, runtime, serve, transport)"
+        "(valid: api, database, log, placement, rpc, runtime, serve, transport)"
     )
     with pytest.raises(ConfigError, match=r"^NIMBUS_APX__PORT: unknown section 'apx'"):
         load_config(None, {"NIMBUS_APX__PORT": "1"}, [])

@@ -63,7 +63,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (
             ["serve", "--services", "api,nope"],
-            "nimbus: error: unknown service 'nope'; valid service names: api, queue",
+            "nimbus: error: unknown service 'nope'; valid service names: api, placement, queue",
         ),
         (
             ["serve", "--transport", "carrier-pigeon"],
@@ -134,10 +134,11 @@ async def serve_once(config: NimbusConfig, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_serve_in_process_on_a_free_port(capsys: pytest.CaptureFixture[str]) -> None:
-    config = load_config(None, {}, ["api.port=0"])
+    config = load_config(None, {}, ["api.port=0", "placement.port=0"])
     lines = asyncio.run(asyncio.wait_for(serve_once(config, capsys), 10))
-    assert len(lines) == 1
+    assert len(lines) == 2
     assert lines[0].startswith("nimbus: Compute API on http://127.0.0.1:")
+    assert lines[1].startswith("nimbus: Placement API on http://127.0.0.1:")
 
 
 def test_serve_with_zmq_and_the_queue_service(capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,7 +195,7 @@ def wait_until_up(proc: subprocess.Popen[str], url: str, deadline: float = 10.0)
 @pytest.fixture
 def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    proc = nimbus("serve", "--listen", f"127.0.0.1:{port}")
+    proc = nimbus("serve", "--listen", f"127.0.0.1:{port}", "--set", "placement.port=0")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(proc, base + "/healthz")
@@ -227,7 +228,8 @@ def test_serve_answers_then_stops_on_signal(
     out, err = proc.communicate(timeout=5)
     assert time.monotonic() - started < 2.0
     assert proc.returncode == 0, err
-    assert out == f"nimbus: Compute API on {base}/\n"
+    assert out.splitlines()[0] == f"nimbus: Compute API on {base}/"
+    assert out.splitlines()[1].startswith("nimbus: Placement API on http://127.0.0.1:")
     assert "Traceback" not in err
 
 
@@ -237,7 +239,7 @@ def test_port_in_use_fails_with_one_line() -> None:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        proc = nimbus("serve", "--listen", f"127.0.0.1:{port}")
+        proc = nimbus("serve", "--listen", f"127.0.0.1:{port}", "--set", "placement.port=0")
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 1
     assert only_line(err) == (
@@ -251,5 +253,5 @@ def test_unknown_service_exits_2_listing_valid_names() -> None:
     _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 2
     assert only_line(err) == (
-        "nimbus: error: unknown service 'schedulr'; valid service names: api, queue"
+        "nimbus: error: unknown service 'schedulr'; valid service names: api, placement, queue"
     )
