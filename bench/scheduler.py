@@ -17,12 +17,18 @@ The reference loop (tests/core/scheduler/reference.py: one object per host,
 as Nova's FilterScheduler) runs on a sample of the same stream; the columnar
 scheduler must pick the same hosts on it (checked). Prints decisions/s of
 both and their ratio.
+
+``--nova-venv PATH`` first runs bench/nova_scheduler.py (Nova 34's own
+scheduler, in-process, same fleet and requests) with that virtual environment's
+python, then adds its decisions/s and the ratio columnar/Nova per size and mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import subprocess
 import sys
 import time
 from collections import deque
@@ -161,6 +167,22 @@ def measure(size: int, decisions: int, sample: int, seed: int,
     return (decisions - 200) / fast, sample / slow, sample
 
 
+def nova_baseline(venv: str, sizes: str, seed: int, plain: bool,
+                  modes: str) -> dict[tuple[int, str], float]:
+    """Decisions/s of Nova's scheduler per (size, mode), from bench/nova_scheduler.py --json."""
+    command = [str(Path(venv) / "bin" / "python"), str(Path(__file__).with_name(
+        "nova_scheduler.py")), "--sizes", sizes, "--seed", str(seed), "--modes", modes, "--json"]
+    if plain:
+        command.append("--plain")
+    print(f"running Nova's scheduler first: {' '.join(command)}", file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench/nova_scheduler.py failed ({done.returncode}):\n"
+                         f"{done.stderr[-3000:]}")
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {(r["hosts"], r["mode"]): r["decisions_per_s"] for r in rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nimbus bench scheduler", description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
@@ -170,14 +192,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--plain", action="store_true",
                    help="flavors only: no zones, images, groups, failed builds or hosts down")
+    p.add_argument("--nova-venv", metavar="PATH",
+                   help="a virtualenv with PyPI nova 34: also measure Nova's own scheduler")
+    p.add_argument("--nova-modes", default="legacy,full",
+                   help="bench/nova_scheduler.py modes: legacy (filters + weighers),\n"
+                        "claim, full (plus its per-request HostState rebuild)")
     a = p.parse_args(argv)
-    print(f"{'hosts':>8} {'columnar':>16} {'reference loop':>22} {'ratio':>8}")
+    nova_modes = a.nova_modes.split(",") if a.nova_venv else []
+    nova = (nova_baseline(a.nova_venv, a.sizes, a.seed, a.plain, a.nova_modes)
+            if a.nova_venv else {})
+    print(f"{'hosts':>8} {'columnar':>16} {'reference loop':>22} {'ratio':>8}"
+          + "".join(f" {'Nova ' + m:>15} {'col/Nova':>9}" for m in nova_modes))
     for size in (int(s) for s in a.sizes.split(",")):
         decisions = a.decisions if size < 100_000 else max(a.decisions // 4, 400)
         sample = max(3, min(2000, 400_000 // size))
         fast, slow, sampled = measure(size, decisions + 200, sample, a.seed, a.plain)
         print(f"{size:>8,} {fast:>11,.0f} dec/s {slow:>11,.1f} dec/s (n={sampled:>4}) "
-              f"{fast / slow:>7,.0f}x", flush=True)
+              f"{fast / slow:>7,.0f}x" + "".join(
+                  f" {nova[size, m]:>9,.3f} dec/s {fast / nova[size, m]:>8,.0f}x"
+                  if (size, m) in nova else f" {'-':>15} {'-':>9}" for m in nova_modes),
+              flush=True)
     return 0
 
 

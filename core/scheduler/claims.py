@@ -68,16 +68,16 @@ class InMemoryClaimer:
         s = self.states
         if not (0 <= row < s.n and s.present[row]):
             raise NotFound(f"no host in row {row}")
+        vcpus, memory_mb, disk_gb = request.vcpus, request.memory_mb, request.disk_gb
         # The *_room columns hold min((total - reserved) * ratio - used, total).
-        for asked, room in ((request.vcpus, s.vcpu_room), (request.memory_mb, s.ram_room),
-                            (request.disk_gb, s.disk_room)):
-            if asked and asked > room.item(row):
+        ram_room, vcpu_room, disk_room = s.grid_head(3)[:, row].tolist()
+        for asked, room in ((vcpus, vcpu_room), (memory_mb, ram_room), (disk_gb, disk_room)):
+            if asked and asked > room:
                 self.refused += 1
                 raise ConflictError(f"host {s.name(row)} has no room for {asked} more")
-        s.apply_claim(row, request.vcpus, request.memory_mb, request.disk_gb)
+        s.apply_claim(row, vcpus, memory_mb, disk_gb)
         if instance_uuid is not None:
-            self.allocations[instance_uuid] = Allocation(
-                row, request.vcpus, request.memory_mb, request.disk_gb)
+            self.allocations[instance_uuid] = Allocation(row, vcpus, memory_mb, disk_gb)
         self.claims += 1
 
     def release(self, row: int, request: RequestSpec, instance_uuid: str | None) -> None:

@@ -22,6 +22,15 @@ Three families of derived columns are refreshed whenever a row changes:
 Static attributes (zone, capabilities, supported instances, aggregates,
 service status) carry version counters, so a filter's mask computed from them
 is reused until they change.
+
+The float columns are the rows of one 2-D array, :attr:`HostStates.grid`
+(column ``FLOAT_COLUMNS[i]`` is ``grid[i]``), the rooms and the weighers'
+columns first: the scheduler gathers a few hosts' values of all of them with
+one ``np.take``. Every change to a host's usage, rooms, free amounts or I/O
+ops appends its row to :attr:`HostStates.touched` (see
+:meth:`HostStates.touched_since`), so a scheduler can tell which hosts moved
+since it last looked without scanning them all. Columns must therefore be
+written through the methods, never directly.
 """
 
 from __future__ import annotations
@@ -41,12 +50,21 @@ from nimbus.core.scheduler.host_spec import HostSpec, HostUsage, SupportedInstan
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+FloatGrid = npt.NDArray[np.float64]  # 2-D: one row per float column
 
-_FLOAT = ("vcpus_total", "vcpus_reserved", "cpu_ratio", "vcpus_used",
-          "ram_total", "ram_reserved", "ram_ratio", "ram_used",
-          "disk_total", "disk_reserved", "disk_ratio", "disk_used",
-          "vcpu_room", "ram_room", "disk_room", "free_vcpus", "free_ram", "free_disk",
-          "io_ops", "failed_builds")
+#: The float columns, in the order of the rows of :attr:`HostStates.grid`.
+FLOAT_COLUMNS = ("ram_room", "vcpu_room", "disk_room", "free_ram", "free_vcpus", "free_disk",
+                 "io_ops", "vcpus_total", "vcpus_reserved", "cpu_ratio", "vcpus_used",
+                 "ram_total", "ram_reserved", "ram_ratio", "ram_used",
+                 "disk_total", "disk_reserved", "disk_ratio", "disk_used", "failed_builds")
+#: Row of each float column in :attr:`HostStates.grid`.
+GRID_ROW = {name: i for i, name in enumerate(FLOAT_COLUMNS)}
+_FLOAT = FLOAT_COLUMNS
+_TOUCH_LIMIT = 1 << 16  # touched rows kept before the older half is dropped
+# grid rows _refresh writes: the rooms and free amounts, then the three used amounts
+_REFRESHED = [GRID_ROW[c] for c in ("ram_room", "vcpu_room", "disk_room", "free_ram",
+                                    "free_vcpus", "free_disk", "vcpus_used", "ram_used",
+                                    "disk_used")]
 _INT = ("num_instances", "az", "profile", "support", "hv_version")
 _BOOL = ("present", "up", "disabled", "service_ok")
 
@@ -104,8 +122,8 @@ class HostStates:
         self.n = 0  # rows in use, holes included
         self._cap = max(capacity, 1)
         self._buf: dict[str, npt.NDArray[np.generic]] = {}
-        for name in _FLOAT:
-            self._buf[name] = np.zeros(self._cap, dtype=np.float64)
+        self._grid: FloatGrid = np.zeros((len(_FLOAT), self._cap), dtype=np.float64)
+        self._bind_grid()
         for name in _INT:
             self._buf[name] = np.zeros(self._cap, dtype=np.int64)
         for name in _BOOL:
@@ -129,12 +147,39 @@ class HostStates:
         self.aggregates_version = 0
         self.instances_version = 0
         self.failed_build_hosts = 0  # hosts with failed_builds > 0
-        self._failed_rows: IntArray | None = None  # their rows, cached until one changes
+        # their rows and counts, cached until one changes
+        self._failed: tuple[IntArray, FloatArray] | None = None
+        #: Rows whose usage columns changed, oldest first; ``touched[i]`` is change
+        #: number ``touched_base + i`` (older changes are dropped past a limit).
+        self.touched: list[int] = []
+        self.touched_base = 0
 
     @property
     def static_version(self) -> int:
         """Moves whenever hosts, service status or aggregates change (not on claims)."""
         return self.hosts_version + self.service_version + self.aggregates_version
+
+    @property
+    def grid(self) -> FloatGrid:
+        """The float columns as the rows of one array (``n`` columns; see FLOAT_COLUMNS)."""
+        return self._grid[:, : self.n]
+
+    def grid_head(self, rows: int) -> FloatGrid:
+        """The first ``rows`` float columns over the whole capacity (contiguous, so that
+        ``np.take(..., axis=1)`` gathers from it without a copy; columns past ``n`` are 0)."""
+        return self._grid[:rows]
+
+    @property
+    def touch_count(self) -> int:
+        """How many usage changes were ever recorded (the position after the last one)."""
+        return self.touched_base + len(self.touched)
+
+    def touched_since(self, position: int) -> list[int] | None:
+        """Rows changed since change number ``position`` (repeats possible), or None when
+        changes that old were dropped."""
+        if position < self.touched_base:
+            return None
+        return self.touched[position - self.touched_base:]
 
     # -- rows ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -238,10 +283,7 @@ class HostStates:
     # -- claims ---------------------------------------------------------------
     def apply_claim(self, row: int, vcpus: float, memory_mb: float, disk_gb: float) -> None:
         """Add an allocation to a host's usage (one row, a few scalar writes)."""
-        self.vcpus_used[row] += vcpus
-        self.ram_used[row] += memory_mb
-        self.disk_used[row] += disk_gb
-        self._refresh(row)
+        self._refresh(row, vcpus, memory_mb, disk_gb)
 
     def release_claim(self, row: int, vcpus: float, memory_mb: float, disk_gb: float) -> None:
         """Take an allocation back off a host's usage."""
@@ -259,7 +301,9 @@ class HostStates:
                      io_ops: int = 1) -> None:
         """An instance lands on a host: counts, its group's count, I/O ops (a build is one)."""
         self.num_instances[row] += 1
-        self.io_ops[row] += io_ops
+        if io_ops:
+            self.io_ops[row] += io_ops
+            self._touch(row)
         self._record(row, uuid, group, +1)
 
     def remove_instance(self, uuid: str | None, *, row: int | None = None,
@@ -270,7 +314,9 @@ class HostStates:
         if row is None:
             raise NotFound(f"no instance {uuid!r}")
         self.num_instances[row] = max(self.num_instances[row] - 1, 0)
-        self.io_ops[row] = max(self.io_ops[row] - io_ops, 0.0)
+        if io_ops:
+            self.io_ops[row] = max(self.io_ops[row] - io_ops, 0.0)
+            self._touch(row)
         self._record(row, uuid, group, -1)
 
     def set_instances(self, row: int, instances: Iterable[tuple[str, str | None]]) -> None:
@@ -289,9 +335,15 @@ class HostStates:
 
     def failed_build_rows(self) -> IntArray:
         """Rows of the hosts with failed builds (few, so weighing them is sparse)."""
-        if self._failed_rows is None:
-            self._failed_rows = np.flatnonzero(self.failed_builds > 0)
-        return self._failed_rows
+        return self.failed_builds_sparse()[0]
+
+    def failed_builds_sparse(self) -> tuple[IntArray, FloatArray]:
+        """(rows of the hosts with failed builds, their counts): the same two arrays until
+        a count changes, which the scheduler relies on to reuse what it derived from them."""
+        if self._failed is None:
+            rows = np.flatnonzero(self.failed_builds > 0)
+            self._failed = (rows, self.failed_builds[rows])
+        return self._failed
 
     def host_of(self, uuid: str) -> int | None:
         """The row of the host running instance ``uuid``, if known."""
@@ -320,7 +372,8 @@ class HostStates:
     def copy(self) -> HostStates:
         """A snapshot: a deep copy that changes independently of this one."""
         clone = copy.deepcopy(self)
-        clone._rebind()  # the column views must point into the clone's own buffers
+        clone._bind_grid()  # the column views must point into the clone's own grid
+        clone._rebind()
         return clone
 
     def rows(self) -> list[int]:
@@ -362,7 +415,13 @@ class HostStates:
         return self.n - 1
 
     def _grow(self, cap: int) -> None:
+        grid = np.zeros((len(_FLOAT), cap), dtype=np.float64)
+        grid[:, : self._cap] = self._grid
+        self._grid = grid
+        self._bind_grid()
         for name, old in self._buf.items():
+            if name in GRID_ROW:
+                continue
             new = np.zeros(cap, dtype=old.dtype)
             new[: self._cap] = old
             self._buf[name] = new
@@ -372,6 +431,18 @@ class HostStates:
             self._group_buf[group] = counts
         self.aggregates.grow_rows(cap)
         self._cap = cap
+
+    def _bind_grid(self) -> None:
+        for i, name in enumerate(_FLOAT):
+            self._buf[name] = self._grid[i]
+
+    def _touch(self, row: int) -> None:
+        touched = self.touched
+        touched.append(row)
+        if len(touched) > _TOUCH_LIMIT:
+            half = len(touched) // 2
+            del touched[:half]
+            self.touched_base += half
 
     def _rebind(self) -> None:
         for name, buf in self._buf.items():
@@ -405,21 +476,23 @@ class HostStates:
         b["support"][row] = self.supports.id_of(tuple(tuple(t) for t in spec.supported_instances))
         self.hosts_version += 1
 
-    def _refresh(self, row: int) -> None:
-        # One row's derived columns (the module docstring's formulas), in Python floats:
-        # item() and scalar writes cost far less than numpy scalar arithmetic.
-        vt, vr, vu = self.vcpus_total.item(row), self.vcpus_reserved.item(row), \
-            self.vcpus_used.item(row)
-        rt, rr, ru = self.ram_total.item(row), self.ram_reserved.item(row), self.ram_used.item(row)
-        dt, dr, du = self.disk_total.item(row), self.disk_reserved.item(row), \
-            self.disk_used.item(row)
-        cpu_ratio = self.cpu_ratio.item(row)
-        self.vcpu_room[row] = min((vt - vr) * cpu_ratio - vu, vt)
-        self.ram_room[row] = min((rt - rr) * self.ram_ratio.item(row) - ru, rt)
-        self.disk_room[row] = min((dt - dr) * self.disk_ratio.item(row) - du, dt)
-        self.free_vcpus[row] = max(vt * cpu_ratio - vu, 0.0)
-        self.free_ram[row] = max(rt - rr - ru, 0.0)
-        self.free_disk[row] = max(dt - dr - du, 0.0)
+    def _refresh(self, row: int, vcpus: float = 0.0, memory_mb: float = 0.0,
+                 disk_gb: float = 0.0) -> None:
+        # Add to one row's usage and refresh its derived columns (the module docstring's
+        # formulas), in Python floats: one read and one write of the grid's column beat
+        # numpy scalar arithmetic.
+        col = self._grid[:, row]
+        (_rr, _vr, _dr, _fr, _fv, _fd, _io, vt, vres, cpu_ratio, vu, rt, rres, ram_ratio, ru,
+         dt, dres, disk_ratio, du, _fb) = col.tolist()
+        vu += vcpus
+        ru += memory_mb
+        du += disk_gb
+        col[_REFRESHED] = (min((rt - rres) * ram_ratio - ru, rt),
+                           min((vt - vres) * cpu_ratio - vu, vt),
+                           min((dt - dres) * disk_ratio - du, dt),
+                           max(rt - rres - ru, 0.0), max(vt * cpu_ratio - vu, 0.0),
+                           max(dt - dres - du, 0.0), vu, ru, du)
+        self._touch(row)
 
     def _refresh_service(self, row: int) -> None:
         b = self._buf
@@ -430,7 +503,7 @@ class HostStates:
         before = self._buf["failed_builds"][row] > 0
         self._buf["failed_builds"][row] = max(count, 0)
         if before or count > 0:
-            self._failed_rows = None
+            self._failed = None
         self.failed_build_hosts += int(count > 0) - int(before)
 
     def _record(self, row: int, uuid: str | None, group: str | None, delta: int) -> None:

@@ -84,6 +84,9 @@ class HostWeigher:
     option: ClassVar[str] = ""
     minval: ClassVar[float | None] = None
     negate: ClassVar[bool] = False
+    #: The HostStates float column that :meth:`weights` always returns as is, if any:
+    #: the scheduler's shortlist (see :mod:`shortlist`) then reads it for a few hosts only.
+    column: ClassVar[str | None] = None
 
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = config
@@ -100,6 +103,6 @@ class HostWeigher:
 
     def sparse_weights(self, states: HostStates, request: RequestSpec,
                        ctx: ScheduleContext) -> tuple[IntArray, FloatArray] | None:
-        """The same weights, given as the rows whose weight is not 0 and their weights,
-        when few rows have one (0 elsewhere); None to use :meth:`weights`."""
+        """The same weights, given as the rows whose weight is not 0 (ascending) and their
+        weights, when few rows have one (0 elsewhere); None to use :meth:`weights`."""
         return None

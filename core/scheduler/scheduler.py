@@ -16,12 +16,18 @@ For each instance of a request the scheduler
 
 A request no host can take raises :class:`NoValidHost` naming how many hosts
 each step removed; claims already made for the batch are released first.
+
+Steps 1 to 4 usually run on a shortlist of hosts (:mod:`shortlist`), which
+gives the same hosts and weights as the passes over every host and says when
+it cannot; then the passes run. What a request needs besides its amounts (the
+static mask, the plug-ins that apply, the weighers' multipliers) is planned once
+per request shape and reused until hosts, services or aggregates change.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,21 +37,24 @@ from nimbus.core.scheduler.claims import Claimer
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.filters import FILTERS
 from nimbus.core.scheduler.filters.resource_fit import ResourceFit
-from nimbus.core.scheduler.host_state import HostStates
-from nimbus.core.scheduler.multipliers import multiplier
-from nimbus.core.scheduler.ordering import HostOrder
+from nimbus.core.scheduler.host_state import GRID_ROW, HostStates
+from nimbus.core.scheduler.ordering import HostOrder, ListedOrder, Order
+from nimbus.core.scheduler.planning import Plan, Planner
 from nimbus.core.scheduler.plugins import (
     BoolArray,
-    FloatArray,
     HostFilter,
     HostWeigher,
     ScheduleContext,
 )
 from nimbus.core.scheduler.request import RequestSpec, Selection
+from nimbus.core.scheduler.shortlist import Shortlist
+from nimbus.core.scheduler.shortlist_terms import SparseTerm, Term
 from nimbus.core.scheduler.weighers import WEIGHERS
 from nimbus.core.scheduler.weighing import Buffers, total_scores
 
-_CACHE_LIMIT = 512  # cached masks per kind; the cache is dropped whole beyond this
+#: Hosts from which the shortlist is used unless a size is given; below, the passes over
+#: every host cost about as little.
+SHORTLIST_FROM = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +74,6 @@ class HostsFilteredOut(NoValidHost):
         self.steps = steps
 
 
-@dataclass(slots=True)
-class _Plan:
-    """What holds for every instance of one request."""
-
-    static: BoolArray
-    allowed: BoolArray | None
-    weighers: list[tuple[HostWeigher, float | FloatArray]]
-    group: str | None
-    dynamic: list[HostFilter]
-    asks: list[tuple[float, str]]  # (amount, room column) of each resource asked
-
-
 class Scheduler:
     """Places requests on the hosts of ``states``, claiming through ``claimer``.
 
@@ -85,7 +82,7 @@ class Scheduler:
     """
 
     def __init__(self, states: HostStates, config: SchedulerConfig, claimer: Claimer,
-                 rng: random.Random) -> None:
+                 rng: random.Random, *, shortlist_size: int | None = None) -> None:
         self.states = states
         self.config = config
         self.claimer = claimer
@@ -94,25 +91,18 @@ class Scheduler:
                                           FILTERS.resolve(config.enabled_filters)]
         self.weighers: list[HostWeigher] = [cls(config) for cls in
                                             WEIGHERS.resolve(config.weighers)]
-        self._static = [f for f in self.filters if f.watches]
-        self._dynamic = [f for f in self.filters if not f.watches]
-        # plug-ins that may not apply to a request, asked per request
-        self._conditional: set[HostFilter | HostWeigher] = set()
-        self._conditional.update(f for f in self.filters
-                                 if type(f).applies is not HostFilter.applies)
-        self._conditional.update(w for w in self.weighers
-                                 if type(w).applies is not HostWeigher.applies)
-        self._masks: dict[tuple[str, Hashable], tuple[tuple[int, ...], BoolArray | None]] = {}
-        self._combined: dict[tuple[Hashable, ...], BoolArray] = {}  # valid at self._version
-        # Static masks (by id) whose failing hosts weigh well (disabled hosts keep their
-        # free resources): their scores are masked before ordering, not while drawing.
-        self._eager: set[int] = set()
-        self._version = -1
-        self._weighing: list[tuple[HostWeigher, float | FloatArray]] = []
+        self.planner = Planner(states, config, self.filters, self.weighers)
+        #: Hosts the shortlist keeps (see :mod:`shortlist`): None picks a size that grows
+        #: with the fleet, from SHORTLIST_FROM hosts up; 0 never uses one.
+        self.shortlist_size = shortlist_size
+        columns = {GRID_ROW[w.column]: w.minval for w in self.weighers if w.column in GRID_ROW}
+        self._columns = tuple(sorted(columns))
+        self._low = frozenset(c for c, minval in columns.items() if minval is None)
         self._buffers = Buffers(0)
         self.decisions = 0
         self.conflicts = 0
         self.failures = 0
+        self.shortlisted = 0  # rankings the shortlist answered
 
     # -- the pipeline ------------------------------------------------------------
     def select_destinations(self, request: RequestSpec) -> list[Selection]:
@@ -121,19 +111,26 @@ class Scheduler:
         if not len(states):
             self.failures += 1
             raise HostsFilteredOut("No valid host was found: there are no compute hosts", ())
-        plan = self._plan(request)
+        plan = self.planner.plan(request)
+        allowed = self._allowed(request)
+        group = request.group.uuid if request.group is not None else None
         ctx = ScheduleContext(self.config)
-        self._group_into(ctx, plan)
+        self._group_into(ctx, group)
+        config = self.config
+        # hosts each ranking must find: the claim's, and a single instance's alternates
+        need = config.host_subset_size
+        if request.num_instances == 1:
+            need = max(need, config.max_attempts)
         placed: list[tuple[int, float, str | None]] = []
-        order: HostOrder | None = None
+        order: Order | None = None
         failure: NoValidHost | None = None
         try:
             for n in range(request.num_instances):
                 uuid = request.instance_uuid(n)
                 ctx.instance_uuid = uuid
-                order = self._rank(request, ctx, plan)
+                order = self._rank(request, ctx, plan, allowed, need)
                 if order is None:
-                    failure = self._explain(request, ctx, plan, n)
+                    failure = self._explain(request, ctx, plan, allowed, n)
                     break
                 chosen = self._claim(order, request, uuid)
                 if chosen is None:
@@ -141,37 +138,84 @@ class Scheduler:
                                           f"{request.num_instances}: every host that passed "
                                           f"the filters refused the claim")
                     break
-                states.add_instance(chosen[0], uuid, plan.group)
+                states.add_instance(chosen[0], uuid, group)
                 placed.append((chosen[0], chosen[1], uuid))
-                self._group_into(ctx, plan)
+                self._group_into(ctx, group)
                 self.decisions += 1
             if failure is not None and len(placed) < request.min_instances:
                 raise failure
-            return self._selections(request, ctx, plan, placed, order)
+            return self._selections(request, ctx, plan, allowed, placed, order)
         except BaseException:
-            self._roll_back(request, plan, placed)
+            self._roll_back(request, group, placed)
             if failure is not None:
                 self.failures += 1
             raise
 
-    def _rank(self, request: RequestSpec, ctx: ScheduleContext, plan: _Plan) -> HostOrder | None:
+    def _rank(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
+              allowed: BoolArray | None, need: int) -> Order | None:
+        """The passing hosts in order, ``need`` of them at least known; None if none pass."""
+        if plan.dense_at is not None:
+            order = self._rank_short(request, ctx, plan, allowed, need)
+            if order is not None:
+                return order
+        full = self._order(request, ctx, plan, allowed)
+        if full is not None:
+            full.choose_first(self.rng, self.config.host_subset_size)
+        return full
+
+    def _rank_short(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
+                    allowed: BoolArray | None, need: int) -> Order | None:
+        """The order's first hosts from the shortlist, or None when it cannot tell."""
+        states = self.states
+        assert plan.dense_at is not None and plan.dense is not None
+        terms: list[Term | None] = list(plan.dense_at)
+        for i, w, m in plan.sparse:
+            sparse = w.sparse_weights(states, request, ctx)
+            if sparse is None:
+                if w.weights(states, request, ctx) is not None:
+                    return None  # a dense weigher the shortlist cannot read
+            elif len(sparse[0]):
+                terms[i] = SparseTerm(sparse[0], sparse[1], w.minval, m)
+        masks: list[BoolArray] = []
+        for f in plan.dynamic:
+            mask = f.mask(states, request, ctx)
+            if mask is not None:
+                masks.append(mask)
+        if allowed is not None:
+            masks.append(allowed)
+        asks = self.planner.asks(request)
+        entry = plan.static
+        if entry.shortlist is None:
+            size = self.shortlist_size
+            if size is None and states.n >= SHORTLIST_FROM:
+                size = max(64, min(1024, int(4 * math.sqrt(states.n))))
+            if not size:
+                plan.dense_at = None  # weigh every host for this plan from now on
+                return None
+            entry.shortlist = Shortlist(entry.mask, size, self._columns, self._low)
+        got = entry.shortlist.rank(states, asks, masks, terms, plan.dense, need)
+        if got is None:
+            return None
+        self.shortlisted += 1
+        items, complete = got
+        order = ListedOrder(items, complete, lambda: self._order(request, ctx, plan, allowed))
+        order.choose_first(self.rng, self.config.host_subset_size)
+        return order
+
+    def _order(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
+               allowed: BoolArray | None) -> HostOrder | None:
+        """The full passes: every host's mask and score (before ``choose_first``)."""
         states = self.states
         b = self._buffers
         if b.n != states.n:
             b = self._buffers = Buffers(states.n)
         b.fail_ready = b.passf_ready = False
-        passing, scratch = b.passing, b.scratch
-        if plan.asks:  # ResourceFit, inline
-            amount, room = plan.asks[0]
-            np.greater_equal(getattr(states, room), amount, out=passing)
-            for amount, room in plan.asks[1:]:
-                np.greater_equal(getattr(states, room), amount, out=scratch)
-                np.logical_and(passing, scratch, out=passing)
-            np.logical_and(passing, plan.static, out=passing)
-        else:
-            np.copyto(passing, plan.static)
-        if plan.allowed is not None:
-            np.logical_and(passing, plan.allowed, out=passing)
+        passing = b.passing
+        ResourceFit.fit(states, request, passing, b.scratch)
+        static = plan.static.mask
+        np.logical_and(passing, static, out=passing)
+        if allowed is not None:
+            np.logical_and(passing, allowed, out=passing)
         for f in plan.dynamic:
             mask = f.mask(states, request, ctx)
             if mask is not None:
@@ -181,18 +225,17 @@ class Scheduler:
             return None
         score = total_scores(plan.weighers, states, request, ctx, b, count)
         shuffle = self.config.shuffle_best_same_weighed_hosts
-        key = id(plan.static)
-        if shuffle or key in self._eager:
+        key = id(static)
+        if shuffle or key in self.planner.eager:
             np.copyto(score, -np.inf, where=b.failing())
             order = HostOrder(score, count)
         else:  # failing rows usually weigh little: skip the few that come up
-            order = HostOrder(score, count, passing, b.failing, lambda: self._eager.add(key))
+            order = HostOrder(score, count, passing, b.failing, lambda: self.planner.eager.add(key))
         if shuffle:
             order.shuffle_best(self.rng, self.config.host_subset_size + self.config.max_attempts)
-        order.choose_first(self.rng, self.config.host_subset_size)
         return order
 
-    def _claim(self, order: HostOrder, request: RequestSpec,
+    def _claim(self, order: Order, request: RequestSpec,
                uuid: str | None) -> tuple[int, float] | None:
         k = 0
         while (item := order.at(k)) is not None:
@@ -201,100 +244,52 @@ class Scheduler:
                 return item
             except ConflictError:
                 self.conflicts += 1
+                # see the rest of the order now, before a claim changes the hosts
+                order.at(k + self.config.max_attempts)
                 k += 1
         return None
 
-    def _selections(self, request: RequestSpec, ctx: ScheduleContext, plan: _Plan,
-                    placed: list[tuple[int, float, str | None]],
-                    order: HostOrder | None) -> list[Selection]:
+    def _selections(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
+                    allowed: BoolArray | None, placed: list[tuple[int, float, str | None]],
+                    order: Order | None) -> list[Selection]:
         alternates: list[int] = []
         wanted = self.config.max_attempts - 1
         chosen = {row for row, _w, _u in placed}
         if wanted:
             if request.num_instances > 1:  # rank again with the whole batch placed, as Nova does
-                order = self._rank(request, ctx, plan)
+                order = self._rank(request, ctx, plan, allowed, wanted + len(chosen))
             if order is not None:
                 alternates = order.rows(wanted, chosen)
-        names = tuple(self.states.name(r) for r in alternates)
-        return [Selection(uuid, self.states.name(row), row, weight, names, tuple(alternates))
+        name = self.states.name
+        names = tuple([name(r) for r in alternates])
+        rows = tuple(alternates)
+        return [Selection(uuid, name(row), row, weight, names, rows)
                 for row, weight, uuid in placed]
 
-    def _roll_back(self, request: RequestSpec, plan: _Plan,
+    def _roll_back(self, request: RequestSpec, group: str | None,
                    placed: list[tuple[int, float, str | None]]) -> None:
         for row, _weight, uuid in reversed(placed):
             self.claimer.release(row, request, uuid)
-            self.states.remove_instance(uuid, row=row, group=plan.group, io_ops=1)
+            self.states.remove_instance(uuid, row=row, group=group, io_ops=1)
         placed.clear()
 
-    # -- per-request preparation -------------------------------------------------
-    def _plan(self, request: RequestSpec) -> _Plan:
-        states = self.states
-        version = states.static_version
-        if version != self._version:  # hosts, services or aggregates changed
-            self._version = version
-            self._combined.clear()
-            self._eager.clear()
-            self._weighing = [(w, m) for w in self.weighers
-                              if isinstance(m := self._multiplier(w), np.ndarray) or m != 0.0]
-        allowed = None
+    def _allowed(self, request: RequestSpec) -> BoolArray | None:
         offered = self.claimer.candidates(request)
-        if offered is not None:
-            allowed = np.zeros(states.n, dtype=np.bool_)
-            allowed[offered] = True
-        group = request.group.uuid if request.group is not None else None
-        asks = [(float(amount), room) for amount, room in (
-            (request.memory_mb, "ram_room"), (request.vcpus, "vcpu_room"),
-            (request.disk_gb, "disk_room")) if amount]
-        cond = self._conditional
-        return _Plan(self._static_mask(request), allowed,
-                     [(w, m) for w, m in self._weighing if w not in cond or w.applies(request)],
-                     group, [f for f in self._dynamic if f not in cond or f.applies(request)],
-                     asks)
+        if offered is None:
+            return None
+        allowed = np.zeros(self.states.n, dtype=np.bool_)
+        allowed[offered] = True
+        return allowed
 
-    def _group_into(self, ctx: ScheduleContext, plan: _Plan) -> None:
-        if plan.group is not None:
-            counts = self.states.group_counts(plan.group)
+    def _group_into(self, ctx: ScheduleContext, group: str | None) -> None:
+        if group is not None:
+            counts = self.states.group_counts(group)
             ctx.group_counts = counts
             ctx.group_total = 0 if counts is None else int(counts.sum())
 
-    def _token(self, watches: tuple[str, ...]) -> tuple[int, ...]:
-        states = self.states
-        return (states.n, *(getattr(states, w) for w in watches))
-
-    def _static_mask(self, request: RequestSpec) -> BoolArray:
-        keys = tuple([f.cache_key(request) for f in self._static])
-        found = self._combined.get(keys)
-        if found is None:
-            mask = self.states.present.copy()
-            for f, key in zip(self._static, keys, strict=True):
-                part = self._filter_mask(f, key, request)
-                if part is not None:
-                    mask &= part
-            if len(self._combined) >= _CACHE_LIMIT:
-                self._combined.clear()
-                self._eager.clear()
-            found = self._combined[keys] = mask
-        return found
-
-    def _filter_mask(self, f: HostFilter, key: Hashable, request: RequestSpec) -> BoolArray | None:
-        token = self._token(f.watches)
-        hit = self._masks.get((f.name, key))
-        if hit is not None and hit[0] == token:
-            return hit[1]
-        mask = f.mask(self.states, request, ScheduleContext(self.config))
-        mask = None if mask is None else mask.copy()
-        if len(self._masks) >= _CACHE_LIMIT:
-            self._masks.clear()
-        self._masks[(f.name, key)] = (token, mask)
-        return mask
-
-    def _multiplier(self, weigher: HostWeigher) -> float | FloatArray:
-        value = multiplier(self.states, weigher.option, self.config.multiplier(weigher.option))
-        return -value if weigher.negate else value
-
     # -- NoValidHost ---------------------------------------------------------------
-    def _explain(self, request: RequestSpec, ctx: ScheduleContext, plan: _Plan,
-                 n: int) -> HostsFilteredOut:
+    def _explain(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
+                 allowed: BoolArray | None, n: int) -> HostsFilteredOut:
         """Apply the steps one by one, counting what each removes, up to the one that
         leaves no host."""
         states = self.states
@@ -302,11 +297,11 @@ class Scheduler:
         steps: list[FilterStep] = []
         masks: list[tuple[str, BoolArray | None]] = [
             ("ResourceFit", ResourceFit(self.config).mask(states, request, ctx))]
-        if plan.allowed is not None:
-            masks.append(("Placement", plan.allowed))
+        if allowed is not None:
+            masks.append(("Placement", allowed))
         for f in self.filters:
             if f.watches:
-                masks.append((f.name, self._filter_mask(f, f.cache_key(request), request)))
+                masks.append((f.name, self.planner.filter_mask(f, f.cache_key(request), request)))
             else:
                 masks.append((f.name, f.mask(states, request, ctx)))
         for name, mask in masks:

@@ -26,5 +26,4 @@ class BuildFailureWeigher(HostWeigher):
     def sparse_weights(self, states: HostStates, request: RequestSpec,
                        ctx: ScheduleContext) -> tuple[IntArray, FloatArray] | None:
         """The few hosts with failed builds, and their counts."""
-        rows = states.failed_build_rows()
-        return rows, states.failed_builds[rows]
+        return states.failed_builds_sparse()

@@ -13,6 +13,7 @@ class CPUWeigher(HostWeigher):
     name = "CPUWeigher"
     option = "cpu_weight_multiplier"
     minval = 0.0
+    column = "free_vcpus"
 
     def weights(self, states: HostStates, request: RequestSpec,
                 ctx: ScheduleContext) -> FloatArray | None:

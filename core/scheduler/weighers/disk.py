@@ -13,6 +13,7 @@ class DiskWeigher(HostWeigher):
     name = "DiskWeigher"
     option = "disk_weight_multiplier"
     minval = 0.0
+    column = "free_disk"
 
     def weights(self, states: HostStates, request: RequestSpec,
                 ctx: ScheduleContext) -> FloatArray | None:

@@ -14,6 +14,7 @@ class IoOpsWeigher(HostWeigher):
     name = "IoOpsWeigher"
     option = "io_ops_weight_multiplier"
     minval = 0.0
+    column = "io_ops"
 
     def weights(self, states: HostStates, request: RequestSpec,
                 ctx: ScheduleContext) -> FloatArray | None:

@@ -13,6 +13,7 @@ class RAMWeigher(HostWeigher):
     name = "RAMWeigher"
     option = "ram_weight_multiplier"
     minval = 0.0
+    column = "free_ram"
 
     def weights(self, states: HostStates, request: RequestSpec,
                 ctx: ScheduleContext) -> FloatArray | None:
