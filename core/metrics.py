@@ -71,6 +71,26 @@ class Metrics:
             "nimbus_periodic_task_runs", "Periodic task runs, by outcome",
             ["task", "outcome"], registry=r,
         )
+        self.scheduler_requests = Counter(
+            "nimbus_scheduler_requests", "select_destinations requests, by outcome "
+            "(placed, no_valid_host, error)", ["outcome"], registry=r,
+        )
+        self.scheduler_instances = Counter(
+            "nimbus_scheduler_instances_placed", "Instances placed by the scheduler", registry=r,
+        )
+        self.scheduler_conflicts = Counter(
+            "nimbus_scheduler_claim_conflicts",
+            "Claims that lost a race or found the room gone (the scheduler tried the next host)",
+            registry=r,
+        )
+        self.scheduler_latency = Histogram(
+            "nimbus_scheduler_seconds", "Time to answer select_destinations, claims included",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.scheduler_hosts = Gauge(
+            "nimbus_scheduler_hosts", "Compute hosts the scheduler knows, by state (up, down, "
+            "disabled)", ["state"], registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -36,6 +36,8 @@ from nimbus.core.api.config import ApiConfig
 from nimbus.core.api.placement.config import PlacementConfig
 from nimbus.core.errors import ConfigError
 from nimbus.core.rpc import RpcConfig
+from nimbus.core.scheduler.config import SchedulerConfig
+from nimbus.core.scheduler.service import SchedulerServiceConfig
 
 ENV_PREFIX = "NIMBUS_"
 
@@ -133,6 +135,8 @@ class NimbusConfig:
 
     api: ApiConfig = field(default_factory=ApiConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    scheduler: SchedulerServiceConfig = field(default_factory=SchedulerServiceConfig)
+    filter_scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

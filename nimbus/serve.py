@@ -19,6 +19,7 @@ from nimbus.core.errors import ConfigError
 from nimbus.core.metrics import Metrics
 from nimbus.core.registry import Registry
 from nimbus.core.runtime import Runtime
+from nimbus.core.scheduler.service import SchedulerService
 from nimbus.core.service import Service, ServiceContext, ServiceHost
 from nimbus.core.transport import InProcessTransport, Transport
 from nimbus.db import open_database
@@ -76,6 +77,7 @@ SERVICES: Registry[ServiceBuilder] = Registry(
     {
         "api": lambda ctx, cfg: ApiService(ctx, cfg.api),
         "placement": lambda ctx, cfg: PlacementService(ctx, cfg.placement),
+        "scheduler": lambda ctx, cfg: SchedulerService(ctx, cfg.scheduler, cfg.filter_scheduler),
         "queue": lambda ctx, cfg: QueueService(ctx, cfg.transport.kind, cfg.transport.broker_url),
     },
 )

@@ -10,7 +10,9 @@ from nimbus.core.db.placement_allocations import AllocationStore
 from nimbus.core.db.placement_candidates import CandidateStore
 from nimbus.core.db.placement_names import PlacementNameStore
 from nimbus.core.db.placement_providers import ProviderStore
+from nimbus.core.db.placement_snapshot import SnapshotStore
 
 
-class PlacementStore(ProviderStore, PlacementNameStore, AllocationStore, CandidateStore):
+class PlacementStore(ProviderStore, PlacementNameStore, AllocationStore, CandidateStore,
+                     SnapshotStore):
     """Store methods of placement (modelled on OpenStack Placement)."""

@@ -14,6 +14,7 @@ class HostSpec:
 
     ``cpu_info`` may be a dict or Nova's JSON string; ``stats`` are extra
     key/values (Nova's compute stats) that ComputeCapabilitiesFilter can match.
+    ``uuid`` is the compute node's, which is also its resource provider's in placement.
     """
 
     name: str
@@ -32,6 +33,7 @@ class HostSpec:
     cpu_info: Mapping[str, object] | str | None = None
     supported_instances: tuple[SupportedInstance, ...] = ()
     stats: Mapping[str, object] = field(default_factory=dict)
+    uuid: str | None = None
 
     def capabilities(self) -> dict[str, object]:
         """The values ComputeCapabilitiesFilter looks up (stats first, attributes over them)."""

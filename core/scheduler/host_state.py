@@ -61,10 +61,10 @@ FLOAT_COLUMNS = ("ram_room", "vcpu_room", "disk_room", "free_ram", "free_vcpus",
 GRID_ROW = {name: i for i, name in enumerate(FLOAT_COLUMNS)}
 _FLOAT = FLOAT_COLUMNS
 _TOUCH_LIMIT = 1 << 16  # touched rows kept before the older half is dropped
-# grid rows _refresh writes: the rooms and free amounts, then the three used amounts
-_REFRESHED = [GRID_ROW[c] for c in ("ram_room", "vcpu_room", "disk_room", "free_ram",
-                                    "free_vcpus", "free_disk", "vcpus_used", "ram_used",
-                                    "disk_used")]
+# _refresh writes grid rows by number: check they are where it expects them
+assert [GRID_ROW[c] for c in ("ram_room", "vcpu_room", "disk_room", "free_ram", "free_vcpus",
+                              "free_disk", "vcpus_used", "ram_used", "disk_used")] == [
+    0, 1, 2, 3, 4, 5, 10, 14, 18]
 _INT = ("num_instances", "az", "profile", "support", "hv_version")
 _BOOL = ("present", "up", "disabled", "service_ok")
 
@@ -133,6 +133,7 @@ class HostStates:
         self.names: list[str | None] = []
         self.specs: list[HostSpec | None] = []
         self._index: dict[str, int] = {}
+        self._by_uuid: dict[str, int] = {}  # compute node (resource provider) uuid -> row
         self._holes: list[int] = []
         self.default_az = default_az
         self.az_names: list[str] = []
@@ -192,6 +193,10 @@ class HostStates:
             return self._index[name]
         except KeyError:
             raise NotFound(f"no host {name!r}") from None
+
+    def row_of_uuid(self, uuid: str) -> int | None:
+        """The row of the host whose compute node (resource provider) has ``uuid``."""
+        return self._by_uuid.get(uuid)
 
     def name(self, row: int) -> str:
         """The name of the host in ``row``."""
@@ -260,6 +265,9 @@ class HostStates:
         assert name is not None
         del self._index[name]
         self.names[row] = None
+        spec = self.specs[row]
+        if spec is not None and spec.uuid is not None:
+            self._by_uuid.pop(spec.uuid, None)
         self.specs[row] = None
         self._set_failed_builds(row, 0)
         for key, (host, _group) in list(self.instances.items()):
@@ -461,6 +469,10 @@ class HostStates:
         b["disk_ratio"][row] = spec.disk_allocation_ratio
         old = self.specs[row]
         self.specs[row] = spec
+        if old is not None and old.uuid is not None and old.uuid != spec.uuid:
+            self._by_uuid.pop(old.uuid, None)
+        if spec.uuid is not None:
+            self._by_uuid[spec.uuid] = row
         if old is not None and (old.availability_zone, old.hypervisor_version,
                                 old.capabilities(), old.supported_instances) == (
                 spec.availability_zone, spec.hypervisor_version, spec.capabilities(),
@@ -487,11 +499,16 @@ class HostStates:
         vu += vcpus
         ru += memory_mb
         du += disk_gb
-        col[_REFRESHED] = (min((rt - rres) * ram_ratio - ru, rt),
-                           min((vt - vres) * cpu_ratio - vu, vt),
-                           min((dt - dres) * disk_ratio - du, dt),
-                           max(rt - rres - ru, 0.0), max(vt * cpu_ratio - vu, 0.0),
-                           max(dt - dres - du, 0.0), vu, ru, du)
+        # scalar writes into the column view (the grid rows of FLOAT_COLUMNS)
+        col[0] = min((rt - rres) * ram_ratio - ru, rt)
+        col[1] = min((vt - vres) * cpu_ratio - vu, vt)
+        col[2] = min((dt - dres) * disk_ratio - du, dt)
+        col[3] = max(rt - rres - ru, 0.0)
+        col[4] = max(vt * cpu_ratio - vu, 0.0)
+        col[5] = max(dt - dres - du, 0.0)
+        col[10] = vu
+        col[14] = ru
+        col[18] = du
         self._touch(row)
 
     def _refresh_service(self, row: int) -> None:

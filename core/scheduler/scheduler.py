@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nimbus.core.errors import ConflictError, NoValidHost
+from nimbus.core.errors import NoValidHost
 from nimbus.core.scheduler.claims import Claimer
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.filters import FILTERS
@@ -44,11 +44,21 @@ from nimbus.core.scheduler.plugins import (
     BoolArray,
     HostFilter,
     HostWeigher,
+    IntArray,
     ScheduleContext,
 )
 from nimbus.core.scheduler.request import RequestSpec, Selection
 from nimbus.core.scheduler.shortlist import Shortlist
-from nimbus.core.scheduler.shortlist_terms import SparseTerm, Term
+from nimbus.core.scheduler.shortlist_terms import ROOM_ROWS, SparseTerm, Term
+from nimbus.core.scheduler.steps import (
+    OFFER,
+    AsyncClaimer,
+    Claim,
+    Release,
+    Steps,
+    drive,
+    drive_async,
+)
 from nimbus.core.scheduler.weighers import WEIGHERS
 from nimbus.core.scheduler.weighing import Buffers, total_scores
 
@@ -75,14 +85,16 @@ class HostsFilteredOut(NoValidHost):
 
 
 class Scheduler:
-    """Places requests on the hosts of ``states``, claiming through ``claimer``.
+    """Places requests on the hosts of ``states``, claiming through ``claimer`` (see
+    :mod:`steps` for one whose calls wait).
 
     ``rng`` (the Runtime's) is drawn from only to shuffle equal best hosts or to
     pick among the best ``host_subset_size``.
     """
 
-    def __init__(self, states: HostStates, config: SchedulerConfig, claimer: Claimer,
-                 rng: random.Random, *, shortlist_size: int | None = None) -> None:
+    def __init__(self, states: HostStates, config: SchedulerConfig,
+                 claimer: Claimer | AsyncClaimer, rng: random.Random, *,
+                 shortlist_size: int | None = None) -> None:
         self.states = states
         self.config = config
         self.claimer = claimer
@@ -106,13 +118,24 @@ class Scheduler:
 
     # -- the pipeline ------------------------------------------------------------
     def select_destinations(self, request: RequestSpec) -> list[Selection]:
-        """One Selection per placed instance (chosen host, weight, alternates)."""
+        """One Selection per placed instance (chosen host, weight, alternates), claiming
+        with a synchronous claimer (such as :class:`InMemoryClaimer`; one that waits is a
+        TypeError: use :meth:`select_destinations_async`)."""
+        return drive(self.placing(request), self.claimer, request)
+
+    async def select_destinations_async(self, request: RequestSpec) -> list[Selection]:
+        """:meth:`select_destinations` with a claimer whose calls may wait (placement
+        through the Store); the array work between claims does not."""
+        return await drive_async(self.placing(request), self.claimer, request)
+
+    def placing(self, request: RequestSpec) -> Steps:
+        """The decision as steps (see :mod:`steps`): the claims it needs are yielded."""
         states = self.states
         if not len(states):
             self.failures += 1
             raise HostsFilteredOut("No valid host was found: there are no compute hosts", ())
         plan = self.planner.plan(request)
-        allowed = self._allowed(request)
+        allowed = self._allowed((yield OFFER))
         group = request.group.uuid if request.group is not None else None
         ctx = ScheduleContext(self.config)
         self._group_into(ctx, group)
@@ -132,7 +155,16 @@ class Scheduler:
                 if order is None:
                     failure = self._explain(request, ctx, plan, allowed, n)
                     break
-                chosen = self._claim(order, request, uuid)
+                chosen = None
+                k = 0
+                while (item := order.at(k)) is not None:
+                    if (yield Claim(item[0], uuid)):
+                        chosen = item
+                        break
+                    self.conflicts += 1
+                    # see the rest of the order now, before a claim changes the hosts
+                    order.at(k + config.max_attempts)
+                    k += 1
                 if chosen is None:
                     failure = NoValidHost(f"No valid host was found for instance {n + 1} of "
                                           f"{request.num_instances}: every host that passed "
@@ -145,8 +177,12 @@ class Scheduler:
             if failure is not None and len(placed) < request.min_instances:
                 raise failure
             return self._selections(request, ctx, plan, allowed, placed, order)
+        except GeneratorExit:
+            raise  # abandoned: no one is left to answer the releases
         except BaseException:
-            self._roll_back(request, group, placed)
+            for row, _weight, uuid in reversed(placed):  # roll the batch back
+                yield Release(row, uuid)
+                states.remove_instance(uuid, row=row, group=group, io_ops=1)
             if failure is not None:
                 self.failures += 1
             raise
@@ -210,8 +246,10 @@ class Scheduler:
         if b.n != states.n:
             b = self._buffers = Buffers(states.n)
         b.fail_ready = b.passf_ready = False
-        passing = b.passing
-        ResourceFit.fit(states, request, passing, b.scratch)
+        passing, fit = b.passing, b.fit  # ResourceFit, one comparison for the three rooms
+        np.greater_equal(states.grid[:ROOM_ROWS], self.planner.asks(request), out=fit)
+        np.logical_and(fit[0], fit[1], out=passing)
+        np.logical_and(passing, fit[2], out=passing)
         static = plan.static.mask
         np.logical_and(passing, static, out=passing)
         if allowed is not None:
@@ -235,20 +273,6 @@ class Scheduler:
             order.shuffle_best(self.rng, self.config.host_subset_size + self.config.max_attempts)
         return order
 
-    def _claim(self, order: Order, request: RequestSpec,
-               uuid: str | None) -> tuple[int, float] | None:
-        k = 0
-        while (item := order.at(k)) is not None:
-            try:
-                self.claimer.claim(item[0], request, uuid)
-                return item
-            except ConflictError:
-                self.conflicts += 1
-                # see the rest of the order now, before a claim changes the hosts
-                order.at(k + self.config.max_attempts)
-                k += 1
-        return None
-
     def _selections(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
                     allowed: BoolArray | None, placed: list[tuple[int, float, str | None]],
                     order: Order | None) -> list[Selection]:
@@ -266,15 +290,7 @@ class Scheduler:
         return [Selection(uuid, name(row), row, weight, names, rows)
                 for row, weight, uuid in placed]
 
-    def _roll_back(self, request: RequestSpec, group: str | None,
-                   placed: list[tuple[int, float, str | None]]) -> None:
-        for row, _weight, uuid in reversed(placed):
-            self.claimer.release(row, request, uuid)
-            self.states.remove_instance(uuid, row=row, group=group, io_ops=1)
-        placed.clear()
-
-    def _allowed(self, request: RequestSpec) -> BoolArray | None:
-        offered = self.claimer.candidates(request)
+    def _allowed(self, offered: IntArray | None) -> BoolArray | None:
         if offered is None:
             return None
         allowed = np.zeros(self.states.n, dtype=np.bool_)

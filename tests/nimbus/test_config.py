@@ -122,7 +122,8 @@ def test_unknown_section(tmp_path: Path) -> None:
         load_config(path, {}, [])
     assert str(err.value) == (
         f"config file {path}: unknown section [apx] "
-        "(valid: api, database, log, placement, rpc, runtime, serve, transport)"
+        "(valid: api, database, filter_scheduler, log, placement, rpc, runtime, scheduler, "
+        "serve, transport)"
     )
     with pytest.raises(ConfigError, match=r"^NIMBUS_APX__PORT: unknown section 'apx'"):
         load_config(None, {"NIMBUS_APX__PORT": "1"}, [])

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -63,7 +64,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (
             ["serve", "--services", "api,nope"],
-            "nimbus: error: unknown service 'nope'; valid service names: api, placement, queue",
+            "nimbus: error: unknown service 'nope'; valid service names: api, placement, queue, "
+            "scheduler",
         ),
         (
             ["serve", "--transport", "carrier-pigeon"],
@@ -139,6 +141,15 @@ def test_serve_in_process_on_a_free_port(capsys: pytest.CaptureFixture[str]) -> 
     assert len(lines) == 2
     assert lines[0].startswith("nimbus: Compute API on http://127.0.0.1:")
     assert lines[1].startswith("nimbus: Placement API on http://127.0.0.1:")
+
+
+def test_serve_hosts_the_scheduler_beside_the_api(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    config = load_config(None, {}, ["api.port=0", "serve.services=api,scheduler",
+                                    f"serve.state_dir={tmp_path}",
+                                    "filter_scheduler.host_subset_size=2"])
+    lines = asyncio.run(asyncio.wait_for(serve_once(config, capsys), 10))
+    assert len(lines) == 1 and "Compute API" in lines[0]  # the scheduler listens on RPC only
 
 
 def test_serve_with_zmq_and_the_queue_service(capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,5 +264,6 @@ def test_unknown_service_exits_2_listing_valid_names() -> None:
     _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 2
     assert only_line(err) == (
-        "nimbus: error: unknown service 'schedulr'; valid service names: api, placement, queue"
+        "nimbus: error: unknown service 'schedulr'; valid service names: api, placement, queue, "
+        "scheduler"
     )

@@ -18,6 +18,9 @@ from nimbus.core.scheduler import (
 )
 from nimbus.core.scheduler.filters import FILTERS
 
+# The Store on each engine, for the claimer, loader and service tests (see tests/core/db).
+from tests.core.db.conftest import run_store, server_databases  # noqa: F401
+
 
 def spec(name: str, **kw: Any) -> HostSpec:
     kw.setdefault("vcpus", 8)
