@@ -17,6 +17,12 @@ For each instance of a request the scheduler
 A request no host can take raises :class:`NoValidHost` naming how many hosts
 each step removed; claims already made for the batch are released first.
 
+The decision is written once, as steps (:meth:`Scheduler.placing`, :mod:`steps`)
+that yield what they need of the claimer: :meth:`Scheduler.select_destinations`
+answers them with a synchronous claimer (in memory), and
+:meth:`Scheduler.select_destinations_async` with one that waits (placement
+through the Store, :mod:`placement_claimer`).
+
 Steps 1 to 4 usually run on a shortlist of hosts (:mod:`shortlist`), which
 gives the same hosts and weights as the passes over every host and says when
 it cannot; then the passes run. What a request needs besides its amounts (the
@@ -49,7 +55,7 @@ from nimbus.core.scheduler.plugins import (
 )
 from nimbus.core.scheduler.request import RequestSpec, Selection
 from nimbus.core.scheduler.shortlist import Shortlist
-from nimbus.core.scheduler.shortlist_terms import ROOM_ROWS, SparseTerm, Term
+from nimbus.core.scheduler.shortlist_terms import SparseTerm, Term
 from nimbus.core.scheduler.steps import (
     OFFER,
     AsyncClaimer,
@@ -246,10 +252,20 @@ class Scheduler:
         if b.n != states.n:
             b = self._buffers = Buffers(states.n)
         b.fail_ready = b.passf_ready = False
-        passing, fit = b.passing, b.fit  # ResourceFit, one comparison for the three rooms
-        np.greater_equal(states.grid[:ROOM_ROWS], self.planner.asks(request), out=fit)
-        np.logical_and(fit[0], fit[1], out=passing)
-        np.logical_and(passing, fit[2], out=passing)
+        passing, scratch = b.passing, b.scratch
+        first = True  # ResourceFit: room >= amount for each resource asked
+        for amount, room in ((request.memory_mb, states.ram_room),
+                             (request.vcpus, states.vcpu_room),
+                             (request.disk_gb, states.disk_room)):
+            if amount:
+                if first:
+                    np.greater_equal(room, amount, out=passing)
+                    first = False
+                else:
+                    np.greater_equal(room, amount, out=scratch)
+                    np.logical_and(passing, scratch, out=passing)
+        if first:
+            np.copyto(passing, states.present)
         static = plan.static.mask
         np.logical_and(passing, static, out=passing)
         if allowed is not None:

@@ -22,7 +22,6 @@ masks them. Three shortcuts keep a decision to a few passes over the arrays:
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from nimbus.core.scheduler.host_state import HostStates
 from nimbus.core.scheduler.plugins import (
@@ -40,14 +39,13 @@ Multiplier = float | FloatArray
 class Buffers:
     """Arrays reused from one decision to the next while the number of rows stays."""
 
-    __slots__ = ("fail", "fail_ready", "fit", "n", "passf", "passf_ready", "passing", "score",
+    __slots__ = ("fail", "fail_ready", "n", "passf", "passf_ready", "passing", "score",
                  "scratch", "tmp")
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.passing: BoolArray = np.empty(n, dtype=np.bool_)
         self.scratch: BoolArray = np.empty(n, dtype=np.bool_)
-        self.fit: npt.NDArray[np.bool_] = np.empty((3, n), dtype=np.bool_)  # room >= ask
         self.fail: BoolArray = np.empty(n, dtype=np.bool_)
         self.passf: FloatArray = np.empty(n, dtype=np.float64)
         self.score: FloatArray = np.empty(n, dtype=np.float64)
