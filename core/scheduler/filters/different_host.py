@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from nimbus.core.scheduler.filters.same_host import hosts_running
 from nimbus.core.scheduler.host_state import HostStates
 from nimbus.core.scheduler.plugins import BoolArray, HostFilter, ScheduleContext
 from nimbus.core.scheduler.request import RequestSpec
@@ -22,9 +21,4 @@ class DifferentHostFilter(HostFilter):
         uuids = request.hint("different_host")
         if not uuids:
             return None
-        result = np.ones(states.n, dtype=np.bool_)
-        for uuid in uuids:
-            row = states.host_of(uuid)
-            if row is not None:
-                result[row] = False
-        return result
+        return ~hosts_running(states, uuids)

@@ -22,9 +22,14 @@ class SameHostFilter(HostFilter):
         uuids = request.hint("same_host")
         if not uuids:
             return None
-        result = np.zeros(states.n, dtype=np.bool_)
-        for uuid in uuids:
-            row = states.host_of(uuid)
-            if row is not None:
-                result[row] = True
-        return result
+        return hosts_running(states, uuids)
+
+
+def hosts_running(states: HostStates, uuids: tuple[str, ...]) -> BoolArray:
+    """True for each host that runs one of the instances ``uuids``."""
+    result = np.zeros(states.n, dtype=np.bool_)
+    for uuid in uuids:
+        row = states.host_of(uuid)
+        if row is not None:
+            result[row] = True
+    return result
