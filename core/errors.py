@@ -158,6 +158,15 @@ class UnexpectedStateError(ConflictError, retryable=False):
         self.expected = tuple(expected)
 
 
+class InstanceInvalidState(ConflictError, retryable=False):
+    """An action cannot start in the instance's current state (Nova's
+    ``InstanceInvalidState``: 409 at the API)."""
+
+
+class InstanceLocked(ConflictError, retryable=False):
+    """The instance is locked and the caller may not act on it (409)."""
+
+
 class StaleVersionError(ConflictError):
     """An instance changed since the caller read it; re-read and retry (retryable: a
     transaction that read the version itself may simply run again)."""
@@ -231,3 +240,28 @@ class DriverNotSupported(DriverError):
     """The hypervisor driver does not support this operation."""
 
     status = 409
+
+
+def _subclasses(cls: type[NimbusError]) -> dict[str, type[NimbusError]]:
+    found: dict[str, type[NimbusError]] = {}
+    for sub in cls.__subclasses__():
+        found.setdefault(sub.__name__, sub)
+        for name, deeper in _subclasses(sub).items():
+            found.setdefault(name, deeper)
+    return found
+
+
+def local_error(err: RemoteError) -> NimbusError:
+    """The error a remote handler raised, as its own class again where this process knows
+    that class (a ``NimbusError`` subclass of that name), else ``err`` itself.
+
+    The rebuilt error carries the remote message and status; constructor arguments
+    beyond the message (``UnexpectedStateError.field`` ...) are not carried.
+    """
+    cls = _subclasses(NimbusError).get(err.exc_type)
+    if cls is None or cls is RemoteError:
+        return err
+    exc = cls.__new__(cls)
+    NimbusError.__init__(exc, err.remote_message)
+    exc.status = err.status
+    return exc

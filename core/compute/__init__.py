@@ -1,0 +1,1 @@
+"""Compute: one service per hypervisor host, the instance lifecycle over a driver."""

@@ -1,0 +1,1 @@
+"""Conductor: orchestrates builds, moves and deletes; the database proxy of compute."""
