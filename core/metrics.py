@@ -24,6 +24,11 @@ LATENCY_BUCKETS = (
 )
 
 
+#: Buckets for boot-to-ACTIVE times, from a fake driver's instant to a slow real host.
+BUILD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+                 300.0, 600.0)
+
+
 class Metrics:
     """Every metric Nimbus exports, on one registry."""
 
@@ -90,6 +95,20 @@ class Metrics:
         self.scheduler_hosts = Gauge(
             "nimbus_scheduler_hosts", "Compute hosts the scheduler knows, by state (up, down, "
             "disabled)", ["state"], registry=r,
+        )
+
+        self.instance_events = Counter(
+            "nimbus_instance_action_events", "Steps of instance actions finished by compute and "
+            "the conductor, by event (compute_reboot_instance ...) and result (Success, Error)",
+            ["event", "result"], registry=r,
+        )
+        self.builds = Counter(
+            "nimbus_instance_builds", "Instance builds ended, by outcome (active, rescheduled, "
+            "error)", ["outcome"], registry=r,
+        )
+        self.build_latency = Histogram(
+            "nimbus_instance_build_seconds", "Time from the create request to ACTIVE",
+            buckets=BUILD_BUCKETS, registry=r,
         )
 
     def render(self) -> bytes:

@@ -85,6 +85,7 @@ def _add_db_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 #: Benchmarks by name: the module under bench/ whose main(argv) runs it.
 BENCHMARKS = {
+    "lifecycle": "nimbus.bench.lifecycle",
     "rpc": "nimbus.bench.rpc",
     "scheduler": "nimbus.bench.scheduler",
     "store": "nimbus.bench.store",

@@ -32,8 +32,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from nimbus.backends.fake.config import FakeDriverConfig
 from nimbus.core.api.config import ApiConfig
 from nimbus.core.api.placement.config import PlacementConfig
+from nimbus.core.compute.config import ComputeConfig
+from nimbus.core.conductor.config import ConductorConfig
 from nimbus.core.errors import ConfigError
 from nimbus.core.rpc import RpcConfig
 from nimbus.core.scheduler.config import SchedulerConfig
@@ -130,6 +133,57 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ComputeServiceConfig(ComputeConfig):
+    """The ``[compute]`` section: Nova's compute options (:class:`ComputeConfig`), and the
+    hypervisor.
+
+    ``driver`` names the hypervisor driver (``fake``; see :mod:`nimbus.drivers`), whose
+    settings are the ``[<driver>_driver]`` section. ``fake_hosts`` above 0 runs that many
+    compute services in this process, ``<host>-1`` to ``<host>-N``, each on its own fake
+    hypervisor (a cloud on one machine); 0 runs one, named ``[serve] host``.
+    """
+
+    driver: str = field(default="fake", metadata={"check": _nonempty})
+    fake_hosts: int = field(default=0, metadata={"check": _not_negative})
+
+
+_FAKE = FakeDriverConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class FakeDriverSection:
+    """The ``[fake_driver]`` section: the fake hypervisor's capacity, timings and failures.
+
+    The driver checks it (:class:`~nimbus.backends.fake.config.FakeDriverConfig`) when
+    ``nimbus serve`` builds it, before anything starts. ``timings`` maps an operation to
+    seconds or a distribution table (``spawn = {dist = "uniform", low = 1, high = 3}``),
+    ``failure_rates`` an operation to a probability; ``cpu_info`` unset is one socket of
+    ``vcpus`` cores.
+    """
+
+    vcpus: int = _FAKE.vcpus
+    memory_mb: int = _FAKE.memory_mb
+    local_gb: int = _FAKE.local_gb
+    capabilities: tuple[str, ...] = tuple(sorted(_FAKE.capabilities))
+    timings: dict[str, Any] = field(default_factory=dict)
+    default_timing: float | dict[str, Any] = 0.0
+    failure_rates: dict[str, float] = field(default_factory=dict)
+    host_failure_rate: float = 0.0
+    hypervisor_type: str = _FAKE.hypervisor_type
+    hypervisor_version: int = _FAKE.hypervisor_version
+    host_ip: str | None = None
+    traits: tuple[str, ...] = ()
+    cpu_info: dict[str, Any] | None = None
+    supported_instances: tuple[tuple[str, str, str], ...] = _FAKE.supported_instances
+    console_port_base: int = _FAKE.console_port_base
+
+    def mapping(self) -> dict[str, Any]:
+        """The driver's config mapping: every setting, but the unset optional ones."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class NimbusConfig:
     """Every section, composed; components receive only their own section."""
 
@@ -137,6 +191,9 @@ class NimbusConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     scheduler: SchedulerServiceConfig = field(default_factory=SchedulerServiceConfig)
     filter_scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    conductor: ConductorConfig = field(default_factory=ConductorConfig)
+    compute: ComputeServiceConfig = field(default_factory=ComputeServiceConfig)
+    fake_driver: FakeDriverSection = field(default_factory=FakeDriverSection)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

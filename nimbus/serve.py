@@ -9,11 +9,15 @@ once and leaves nothing half-started.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Sequence
 
 from nimbus.config import NimbusConfig, RuntimeConfig, TransportConfig
+from nimbus.core.compute.driver import DriverContext
+from nimbus.core.compute.manager import ComputeService
+from nimbus.core.conductor.service import ConductorService
 from nimbus.core.db.store import Store
 from nimbus.core.errors import ConfigError
 from nimbus.core.metrics import Metrics
@@ -23,6 +27,7 @@ from nimbus.core.scheduler.service import SchedulerService
 from nimbus.core.service import Service, ServiceContext, ServiceHost
 from nimbus.core.transport import InProcessTransport, Transport
 from nimbus.db import open_database
+from nimbus.drivers import DRIVERS, driver_settings
 from nimbus.runtime import AsyncioRuntime
 from nimbus.services import ApiService, PlacementService, QueueService
 
@@ -34,8 +39,9 @@ RuntimeFactory = Callable[[RuntimeConfig], Runtime]
 #: Builds a transport over a runtime.
 TransportFactory = Callable[[Runtime, TransportConfig, Metrics], Transport]
 
-#: Builds a service from its context and the configuration (it takes its own section).
-ServiceBuilder = Callable[[ServiceContext, NimbusConfig], Service]
+#: Builds a service from its context and the configuration (it takes its own section);
+#: ``compute`` builds several when ``[compute] fake_hosts`` asks for them.
+ServiceBuilder = Callable[[ServiceContext, NimbusConfig], Service | Sequence[Service]]
 
 #: Stopping every service must fit well inside the 2 s a supervisor grants.
 STOP_TIMEOUT = 1.5
@@ -72,31 +78,70 @@ TRANSPORTS: Registry[TransportFactory] = Registry(
     "transport", {"local": _local_transport, "zmq": _zmq_transport}
 )
 
+
+def compute_hosts(config: NimbusConfig) -> list[str]:
+    """The host names of the compute services this process runs (see ``[compute]``);
+    ``ConfigError`` for an unknown driver, or fake hosts of another driver."""
+    cfg = config.compute
+    DRIVERS[cfg.driver]  # an unknown name fails here, listing the valid ones
+    if cfg.fake_hosts and cfg.driver != "fake":
+        raise ConfigError(f"[compute] fake_hosts: only the 'fake' driver runs several hosts "
+                          f"in one process, not {cfg.driver!r}")
+    host = config.serve.host
+    return [f"{host}-{i}" for i in range(1, cfg.fake_hosts + 1)] if cfg.fake_hosts else [host]
+
+
+def _computes(ctx: ServiceContext, config: NimbusConfig) -> list[Service]:
+    make_driver = DRIVERS[config.compute.driver]
+    settings = driver_settings(config, config.compute.driver)
+    out: list[Service] = []
+    for host in compute_hosts(config):
+        # compute holds no database connection: it reads and writes through the conductor
+        own = dataclasses.replace(ctx, host=host, store=None)
+        driver = make_driver(DriverContext(ctx.runtime, host, settings))
+        out.append(ComputeService(own, driver, config.compute))
+    return out
+
+
 SERVICES: Registry[ServiceBuilder] = Registry(
     "service",
     {
         "api": lambda ctx, cfg: ApiService(ctx, cfg.api),
         "placement": lambda ctx, cfg: PlacementService(ctx, cfg.placement),
         "scheduler": lambda ctx, cfg: SchedulerService(ctx, cfg.scheduler, cfg.filter_scheduler),
+        "conductor": lambda ctx, cfg: ConductorService(ctx, cfg.conductor),
+        "compute": _computes,
         "queue": lambda ctx, cfg: QueueService(ctx, cfg.transport.kind, cfg.transport.broker_url),
     },
 )
 
-#: Services that others depend on start first and stop last.
-_START_FIRST = ("queue",)
+#: Services that others depend on start first, in this order, and stop last: compute
+#: registers through the conductor, and a scheduler started after them sees their hosts.
+_START_FIRST = ("queue", "conductor", "compute")
 
 #: Services that keep no state: a process hosting only these opens no database.
-_STATELESS = frozenset({"queue"})
+_STATELESS = frozenset({"queue", "compute"})
 
 
 def service_names(config: NimbusConfig) -> list[str]:
-    """The services to host, each once, the broker first; ``run_broker`` adds ``queue``."""
+    """The services to host, each once, in start order (the broker first, then the
+    conductor and compute); ``run_broker`` adds ``queue``."""
     names = list(dict.fromkeys(config.serve.services))
     if config.transport.run_broker and "queue" not in names:
         names.append("queue")
     if not names:
         raise ConfigError("[serve] services: no service to run")
-    return sorted(names, key=lambda n: n not in _START_FIRST)
+    first = {name: i for i, name in enumerate(_START_FIRST)}
+    return sorted(names, key=lambda n: first.get(n, len(first)))
+
+
+def build_services(ctx: ServiceContext, config: NimbusConfig) -> list[Service]:
+    """Every service this process hosts, in start order (not started)."""
+    out: list[Service] = []
+    for name in service_names(config):
+        built = SERVICES[name](ctx, config)
+        out.extend([built] if isinstance(built, Service) else built)
+    return out
 
 
 async def serve(config: NimbusConfig, *, stop: asyncio.Event | None = None) -> int:
@@ -110,7 +155,11 @@ async def serve(config: NimbusConfig, *, stop: asyncio.Event | None = None) -> i
             f"runtime {config.runtime.kind!r} is for simulations; 'nimbus serve' runs on 'asyncio'"
         )
     make_transport = TRANSPORTS[config.transport.kind]
-    builders = [SERVICES[name] for name in service_names(config)]
+    names = service_names(config)
+    for name in names:
+        SERVICES[name]  # an unknown name fails before anything opens
+    if "compute" in names:
+        compute_hosts(config)
 
     store = await open_store(config) if needs_store(config) else None
     try:
@@ -120,7 +169,7 @@ async def serve(config: NimbusConfig, *, stop: asyncio.Event | None = None) -> i
         try:
             ctx = ServiceContext(runtime, transport, config.serve.host, metrics,
                                  config.rpc.timeout, store=store)
-            host = ServiceHost([build(ctx, config) for build in builders])
+            host = ServiceHost(build_services(ctx, config))
             await _run(host, stop if stop is not None else asyncio.Event())
         finally:
             await transport.close()

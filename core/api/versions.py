@@ -10,7 +10,7 @@ from __future__ import annotations
 MIN_MICROVERSION = "2.1"
 
 #: The highest microversion implemented; raise it with each microversion's behaviour.
-MAX_MICROVERSION = "2.1"
+MAX_MICROVERSION = "2.100"
 
 #: When each major version was last changed, as Nova reports it.
 V2_0_UPDATED = "2011-01-21T11:33:21Z"

@@ -20,12 +20,15 @@ class ApiBase:
 
     def __init__(self, store: Store, rpc: RpcEndpoint, runtime: Runtime, *,
                  service_down_time: float = 60.0,
-                 compute_binary: str = "nimbus-compute") -> None:
+                 compute_binary: str = "nimbus-compute",
+                 reclaim_instance_interval: float = 0.0) -> None:
         self.store = store
         self.rpc = rpc
         self.runtime = runtime
         self.service_down_time = service_down_time
         self.compute_binary = compute_binary
+        #: above 0, deletes are soft (restorable until the host reclaims them)
+        self.reclaim_instance_interval = reclaim_instance_interval
 
     def wall(self) -> float:
         """Seconds since the epoch as the Runtime tells it."""

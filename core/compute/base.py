@@ -20,14 +20,30 @@ from typing import Any
 from nimbus.core.compute import states
 from nimbus.core.compute.config import ComputeConfig
 from nimbus.core.compute.driver import GuestSpec, HostResources, HypervisorDriver
+from nimbus.core.compute.messages import compute_topic
 from nimbus.core.conductor.store_proxy import RemoteStore
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.db.services import ComputeNodeRecord
+from nimbus.core.db.store import Store
 from nimbus.core.errors import DriverNotSupported, NimbusError, NotFound
+from nimbus.core.messages import message
 from nimbus.core.runtime import Lock
-from nimbus.core.service import Service, ServiceContext
+from nimbus.core.service import Service, ServiceContext, endpoint
 
 log = logging.getLogger(__name__)
+
+
+#: Migration statuses of a resize that waits for its confirm (or is being confirmed).
+PENDING_CONFIRM = ("finished", "confirming")
+
+
+@message("compute.drop_resize_copy")
+@dataclass(frozen=True, slots=True)
+class DropResizeCopy:
+    """Source host: the instance of a finished resize was deleted; drop what was kept."""
+
+    instance_uuid: str
+    migration_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +72,18 @@ def guest_spec(inst: InstanceRecord, flavor: dict[str, Any] | None = None) -> Gu
             if k.startswith("image_"))),
         user_data=inst.user_data, key_data=inst.key_data,
         metadata=tuple(sorted((str(k), str(v)) for k, v in inst.metadata.items())))
+
+
+async def hand_over(store: Store, source: str, target: str, now: float) -> bool:
+    """Give everything consumer ``source`` holds to consumer ``target`` (whose own
+    allocations are dropped); False, and nothing done, if ``source`` holds nothing."""
+    held = await store.get_allocations(source)
+    if not held.allocations or held.generation is None:
+        return False
+    other = await store.get_allocations(target)
+    await store.move_allocations(source, target, source_generation=held.generation,
+                                 target_generation=other.generation, now=now)
+    return True
 
 
 class ComputeBase(Service):
@@ -124,6 +152,8 @@ class ComputeBase(Service):
     async def finish_event(self, uuid: str, request_id: str, event: str, *,
                            error: BaseException | None = None) -> None:
         """Record how an action's step ended (Success, or Error with the reason)."""
+        self.ctx.metrics.instance_events.labels(event, "Success" if error is None
+                                                else "Error").inc()
         try:
             if error is None:
                 await self.db.finish_event(uuid, request_id, event, now=self.wall())
@@ -153,14 +183,15 @@ class ComputeBase(Service):
         ``revert_task_states``) a task state still among those is put back to None,
         as Nova's ``reverts_task_state`` does. The error is not re-raised: actions
         are casts, and the instance records what happened. ``NotFound`` for the
-        instance itself (deleted meanwhile) ends the action quietly.
+        instance itself (deleted meanwhile) is raised before the body runs.
         """
         async with self.instance_lock(uuid):
             try:
                 inst = await self.db.get_instance(uuid)
             except NotFound:
+                # gone meanwhile: nothing to act on (a cast: the error ends the handler)
                 log.info("%s: instance %s is gone; %s dropped", self.host, uuid, event)
-                return
+                raise
             await self.start_event(uuid, request_id, event)
             try:
                 yield Acting(inst, request_id, event)
@@ -207,16 +238,47 @@ class ComputeBase(Service):
             pass
 
     async def delete_instance_here(self, uuid: str) -> None:
-        """Destroy the guest and everything the instance holds, then soft-delete the record."""
+        """Destroy the guest and everything the instance holds, then soft-delete the record.
+
+        A resize waiting for its confirm is confirmed on its way out (the source drops
+        the copy it kept, as Nova's delete does), and a shelved instance's image goes.
+        """
+        try:
+            inst: InstanceRecord | None = await self.db.get_instance(uuid)
+        except NotFound:
+            inst = None
         await self.driver.destroy(uuid)
         await self.free_allocations(uuid)
         for migration in await self.db.migrations_by_instance(uuid):
             await self.free_allocations(migration.uuid)
+            if migration.status in PENDING_CONFIRM and migration.source_compute:
+                await self.rpc.cast(compute_topic(migration.source_compute),
+                                    DropResizeCopy(uuid, migration.id))
+        image_id = inst.system_metadata.get("shelved_image_id") if inst else None
+        if image_id:
+            try:
+                await self.db.delete_image(str(image_id), self.wall())
+            except NimbusError as exc:  # gone already, or protected: the instance goes anyway
+                log.info("%s: shelved image %s of %s not deleted: %s", self.host, image_id,
+                         uuid, exc)
         await self.db.remove_instance_from_groups(uuid)
         try:
             await self.db.soft_delete_instance(uuid, now=self.wall())
         except NotFound:
             pass
+
+    @endpoint(DropResizeCopy)
+    async def drop_resize_copy(self, msg: DropResizeCopy) -> None:
+        """Source of a resize whose instance was deleted: drop the copy kept for a revert."""
+        try:
+            await self.driver.confirm_migration(msg.instance_uuid)
+        except NimbusError as exc:  # nothing kept, or already gone: nothing to drop
+            log.info("%s: no resize copy of %s dropped: %s", self.host, msg.instance_uuid, exc)
+        try:
+            await self.db.update_migration_status(msg.migration_id, "confirmed", now=self.wall(),
+                                                  expected_statuses=list(PENDING_CONFIRM))
+        except NimbusError:
+            pass  # soft-deleted with its instance, or settled meanwhile
 
     def after_instance_change(self) -> None:
         """Hook: an instance came or went on this host (the resource tracker listens)."""

@@ -59,6 +59,11 @@ class BuildActions(ComputeBase):
             except (NotFound, ConflictError) as exc:
                 log.info("%s: %s changed while spawning (%s); the delete cleans up",
                          self.host, uuid, exc)
+            else:
+                metrics = self.ctx.metrics
+                metrics.builds.labels("active").inc()
+                if inst.created_at is not None:
+                    metrics.build_latency.observe(max(0.0, self.wall() - inst.created_at))
             await self.finish_event(uuid, msg.request_id, BUILD_EVENT)
         self.after_instance_change()
 
@@ -79,6 +84,7 @@ class BuildActions(ComputeBase):
             await self._free_if_deleted(uuid)
             return
         self.failed_builds += 1
+        self.ctx.metrics.builds.labels("rescheduled").inc()
         await self.rpc.cast("conductor", RescheduleInstance(
             uuid, msg.request_id, msg.spec, msg.alternates, msg.attempt, self.host,
             reason, msg.admin_password))

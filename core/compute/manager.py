@@ -12,6 +12,7 @@ from __future__ import annotations
 from nimbus.core.compute.build import BuildActions
 from nimbus.core.compute.live_migration import LiveMigrationActions
 from nimbus.core.compute.moves import MoveActions
+from nimbus.core.compute.periodic import PeriodicTasks
 from nimbus.core.compute.power import PowerActions
 from nimbus.core.compute.rebuild import RebuildActions
 from nimbus.core.compute.repair import Repair
@@ -20,7 +21,7 @@ from nimbus.core.compute.shelve import ShelveActions
 
 
 class ComputeService(PowerActions, MoveActions, LiveMigrationActions, RebuildActions,
-                     ShelveActions, Repair, BuildActions, ResourceTracking):
+                     ShelveActions, PeriodicTasks, Repair, BuildActions, ResourceTracking):
     """A compute host's service: its driver's guests, their lifecycle and its resources."""
 
     async def on_start(self) -> None:

@@ -156,3 +156,9 @@ RULES: dict[str, ActionRule] = {
                     tasks=(None, *sorted(TRANSITIONAL - {DELETING})), needs_host=False),
 }
 RULES["unlock"] = RULES["lock"]
+# Deferred delete: a delete is soft (restorable) only for an idle instance that ran; a
+# force delete is a delete now, from any state but with no task (Nova's force_delete).
+RULES["soft_delete"] = _rule(ACTIVE, STOPPED, PAUSED, SUSPENDED)
+RULES["restore"] = _rule(SOFT_DELETED)
+RULES["force_delete"] = ActionRule(RULES["delete"].vm_states, frozenset({None}),
+                                   needs_host=False)

@@ -7,10 +7,12 @@ families (builds, moves, watching) are mixins composed in :mod:`service`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from nimbus.core.compute import states
 from nimbus.core.conductor.config import ConductorConfig
+from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.db.store import Store
 from nimbus.core.errors import (
     CapacityExceeded,
@@ -21,7 +23,7 @@ from nimbus.core.errors import (
     RemoteError,
     local_error,
 )
-from nimbus.core.scheduler.request import RequestSpec
+from nimbus.core.scheduler.request import RequestSpec, ServerGroupSpec
 from nimbus.core.scheduler.service import Destinations, SelectDestinations
 from nimbus.core.service import Service, ServiceContext
 
@@ -85,6 +87,9 @@ class ConductorBase(Service):
                     error: BaseException | None = None, start: bool = False) -> None:
         """Record the start, or the end, of a conductor step of an action."""
         now = self.wall()
+        if not start:
+            self.ctx.metrics.instance_events.labels(name, "Success" if error is None
+                                                    else "Error").inc()
         try:
             if start:
                 await self.store.start_event(uuid, request_id, name, now=now, host=self.host)
@@ -109,10 +114,39 @@ class ConductorBase(Service):
             pass
         await self.free(uuid)
 
+    async def group_of(self, uuid: str) -> ServerGroupSpec | None:
+        """The server group an instance belongs to, as the scheduler takes it."""
+        group = await self.store.group_for_instance(uuid)
+        if group is None:
+            return None
+        return ServerGroupSpec(group.uuid, group.policy,
+                               int(group.rules.get("max_server_per_host", 1)))
+
     @staticmethod
     def retryable_claim_error(exc: BaseException) -> bool:
         """True for the errors a claim on an alternate host may meet and move past."""
         return isinstance(exc, (ConflictError, CapacityExceeded, NotFound))
+
+
+def instance_request(inst: InstanceRecord, *, flavor: Mapping[str, Any] | None = None,
+                     group: ServerGroupSpec | None = None,
+                     availability_zone: str | None = None,
+                     ignore_hosts: tuple[str, ...] = ()) -> RequestSpec:
+    """The scheduling request that places one existing instance again: its flavor (or
+    ``flavor``, for a resize), image properties, project, group and zone, with the
+    instance as placement's consumer, away from ``ignore_hosts``."""
+    fl = inst.flavor if flavor is None else flavor
+    return RequestSpec.build(
+        int(fl.get("vcpus", inst.vcpus)), int(fl.get("memory_mb", inst.memory_mb)),
+        int(fl.get("root_gb", inst.root_gb) or 0),
+        ephemeral_gb=int(fl.get("ephemeral_gb") or 0), swap_mb=int(fl.get("swap") or 0),
+        extra_specs=fl.get("extra_specs") or {},
+        image_properties={k[len("image_"):]: v for k, v in inst.system_metadata.items()
+                          if k.startswith("image_")},
+        project_id=inst.project_id, user_id=inst.user_id,
+        availability_zone=availability_zone or inst.availability_zone, group=group,
+        instance_uuids=(inst.uuid,), flavor_name=str(fl.get("name", "")),
+        ignore_hosts=ignore_hosts)
 
 
 def describe(error: BaseException) -> str:

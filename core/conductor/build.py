@@ -59,6 +59,7 @@ class BuildTasks(ConductorBase):
             for uuid in spec.instance_uuids:
                 await self.event(uuid, rid, SCHEDULE_EVENT, error=exc)
                 await self.fail_instance(uuid, _no_valid_host(exc))
+            self.ctx.metrics.builds.labels("error").inc(len(spec.instance_uuids))
             return
         placed = {s.instance_uuid: s for s in destinations.selections}
         for uuid in spec.instance_uuids:
@@ -68,6 +69,7 @@ class BuildTasks(ConductorBase):
                                       "hosts available.")
                 await self.event(uuid, rid, SCHEDULE_EVENT, error=missing)
                 await self.fail_instance(uuid, missing)
+                self.ctx.metrics.builds.labels("error").inc()
                 continue
             await self.event(uuid, rid, SCHEDULE_EVENT)
             await self.send_build(one_instance(spec, uuid), uuid, rid, selection.host,
@@ -110,6 +112,7 @@ class BuildTasks(ConductorBase):
             f"Exceeded maximum number of retries. Exhausted all hosts available for "
             f"retrying build failures for instance {uuid}. Last failure on "
             f"{msg.failed_host}: {msg.reason}")
+        self.ctx.metrics.builds.labels("error").inc()
         await self.fail_instance(uuid, error, host=None, node=None)
 
     async def _free_if_deleted(self, uuid: str) -> None:

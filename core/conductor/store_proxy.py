@@ -38,6 +38,7 @@ COMPUTE_STORE_METHODS = frozenset({
     "get_instance", "instances_by_host", "update_instance", "soft_delete_instance",
     "start_event", "finish_event", "finish_action", "add_instance_fault", "bdms_for_instance",
     "remove_instance_from_groups", "group_for_instance", "list_instances",
+    "start_action",  # the stop of a guest that stopped by itself (power state sync)
     # services and compute nodes
     "service_by_host_binary", "create_service", "service_heartbeat", "compute_node_by_host",
     "create_compute_node", "update_compute_node_usage", "list_compute_nodes",

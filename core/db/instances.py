@@ -257,7 +257,7 @@ class InstanceStore(StoreArea):
         values = dict(changes)
         if "flavor" in values:
             values.update(flavor_columns(values["flavor"]))
-        for key in _JSON_FIELDS.intersection(values):
+        for key in _JSON_FIELDS.intersection(changes) - {"flavor"}:  # flavor_columns did it
             if values[key] is not None or key in ("metadata", "system_metadata"):
                 values[key] = dumps(values[key] or {})
         names = tuple(sorted(values))

@@ -71,7 +71,8 @@ class RequestSpec:
     which is the default ``min_count=None``). ``instance_uuids``, when given,
     has one uuid per instance (placement's consumers). ``member_of`` are groups
     of placement aggregate uuids: placement offers only hosts in at least one
-    aggregate of each group.
+    aggregate of each group. ``ignore_hosts`` are hosts the request must not land on
+    (a move's source; every host but the target of a move to a named host).
     """
 
     vcpus: int
@@ -91,6 +92,7 @@ class RequestSpec:
     flavor_name: str = ""
     user_id: str = ""
     member_of: tuple[tuple[str, ...], ...] = ()
+    ignore_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.num_instances < 1:
@@ -123,13 +125,14 @@ class RequestSpec:
         flavor_name: str = "",
         user_id: str = "",
         member_of: Iterable[Iterable[str]] = (),
+        ignore_hosts: Iterable[str] = (),
     ) -> RequestSpec:
         """A request from plain mappings (dicts are sorted into tuples of pairs)."""
         return cls(
             vcpus, memory_mb, root_gb, ephemeral_gb, swap_mb, _pairs(extra_specs),
             _pairs(image_properties), project_id, availability_zone, _hints(scheduler_hints),
             group, num_instances, min_count, tuple(instance_uuids), flavor_name, user_id,
-            tuple(tuple(sorted(g)) for g in member_of),
+            tuple(tuple(sorted(g)) for g in member_of), tuple(sorted(set(ignore_hosts))),
         )
 
     @property

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nimbus.core.errors import NoValidHost
+from nimbus.core.errors import NotFound, NoValidHost
 from nimbus.core.scheduler.claims import Claimer
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.filters import FILTERS
@@ -142,6 +142,9 @@ class Scheduler:
             raise HostsFilteredOut("No valid host was found: there are no compute hosts", ())
         plan = self.planner.plan(request)
         allowed = self._allowed((yield OFFER))
+        if request.ignore_hosts:  # a pre-mask, like placement's offer: no cache keys on it
+            keep = self._not_ignored(request)
+            allowed = keep if allowed is None else keep & allowed
         group = request.group.uuid if request.group is not None else None
         ctx = ScheduleContext(self.config)
         self._group_into(ctx, group)
@@ -313,6 +316,17 @@ class Scheduler:
         allowed[offered] = True
         return allowed
 
+    def _not_ignored(self, request: RequestSpec) -> BoolArray:
+        """Present hosts but those the request ignores (unknown names ignore nothing)."""
+        states = self.states
+        keep = states.present.copy()
+        for host in request.ignore_hosts:
+            try:
+                keep[states.index(host)] = False
+            except NotFound:
+                pass
+        return keep
+
     def _group_into(self, ctx: ScheduleContext, group: str | None) -> None:
         if group is not None:
             counts = self.states.group_counts(group)
@@ -329,6 +343,8 @@ class Scheduler:
         steps: list[FilterStep] = []
         masks: list[tuple[str, BoolArray | None]] = [
             ("ResourceFit", ResourceFit(self.config).mask(states, request, ctx))]
+        if request.ignore_hosts:  # Nova strips them before filtering
+            masks.insert(0, ("IgnoreHosts", self._not_ignored(request)))
         if allowed is not None:
             masks.append(("Placement", allowed))
         for f in self.filters:

@@ -64,8 +64,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (
             ["serve", "--services", "api,nope"],
-            "nimbus: error: unknown service 'nope'; valid service names: api, placement, queue, "
-            "scheduler",
+            "nimbus: error: unknown service 'nope'; valid service names: api, compute, conductor, "
+            "placement, queue, scheduler",
         ),
         (
             ["serve", "--transport", "carrier-pigeon"],
@@ -264,6 +264,6 @@ def test_unknown_service_exits_2_listing_valid_names() -> None:
     _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 2
     assert only_line(err) == (
-        "nimbus: error: unknown service 'schedulr'; valid service names: api, placement, queue, "
-        "scheduler"
+        "nimbus: error: unknown service 'schedulr'; valid service names: api, compute, conductor, "
+        "placement, queue, scheduler"
     )

@@ -22,6 +22,7 @@ from nimbus.core.context import ADMIN, RequestContext
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.db.store import Store
 from nimbus.core.errors import NotFound
+from nimbus.core.metrics import Metrics
 from nimbus.core.rpc import RpcEndpoint
 from nimbus.core.scheduler.service import SchedulerService, SchedulerServiceConfig
 from nimbus.core.service import ServiceContext
@@ -59,8 +60,12 @@ class SimCloud:
         default_factory=lambda: RequestContext("admin", "admin", "req-0", (ADMIN,)))
     _requests: int = 0
 
+    #: one registry for the whole cloud, as one process shares one
+    metrics: Metrics = field(default_factory=Metrics)
+
     def ctx(self, host: str) -> ServiceContext:
-        return ServiceContext(self.rt, self.transport, host, store=self.store)
+        return ServiceContext(self.rt, self.transport, host, metrics=self.metrics,
+                              store=self.store)
 
     def as_user(self, ctx: RequestContext | None = None) -> RequestContext:
         """The user (or ``ctx``) making a fresh request."""
@@ -171,3 +176,126 @@ def run(scenario: Scenario, *, hosts: int = 3, seed: int = 0,
             await cloud.stop()
 
     return rt.run(main())
+
+
+# -- power, console and lock helpers (tests/core/compute/test_power.py, test_lock.py) ------
+#: The power actions by the names of their rules, as :func:`power` takes them.
+POWER_ACTIONS = ("reboot_soft", "reboot_hard", "stop", "start", "pause", "unpause",
+                 "suspend", "resume", "rescue", "unrescue")
+
+
+async def power(cloud: SimCloud, action: str, uuid: str,
+                ctx: RequestContext | None = None) -> None:
+    """Ask the API for power action ``action`` (of ``POWER_ACTIONS``) as ``ctx`` (the user)."""
+    assert cloud.api is not None
+    ctx = ctx or cloud.as_user()
+    if action.startswith("reboot_"):
+        await cloud.api.reboot(ctx, uuid, hard=action == "reboot_hard")
+    else:
+        await getattr(cloud.api, action)(ctx, uuid)
+
+
+async def settled(cloud: SimCloud, uuid: str, *, timeout: float = 60.0
+                  ) -> tuple[str, list[tuple[str, str | None]]]:
+    """Wait until every event of the instance's newest action has finished; that action's
+    name and its (event, result) pairs, oldest first."""
+    deadline = cloud.rt.now() + timeout
+    while True:
+        newest = (await cloud.store.list_actions(uuid))[0]
+        _, events = await cloud.store.get_action(uuid, newest.request_id)
+        if events and all(e.finish_time is not None for e in events):
+            return newest.action, [(e.event, e.result) for e in events]
+        if cloud.rt.now() >= deadline:
+            raise AssertionError(f"{newest.action} of {uuid} unfinished: {events}")
+        await cloud.rt.sleep(0.05)
+
+
+async def footprint(cloud: SimCloud, uuid: str) -> tuple[Any, ...]:
+    """What an action leaves behind, to assert a refused one changed nothing: the
+    record, its actions, its latest fault and the guest's power state."""
+    inst = await cloud.store.get_instance(uuid)
+    actions = [(a.action, a.request_id) for a in await cloud.store.list_actions(uuid)]
+    guest = await cloud.drivers[inst.host or ""].guest_info(uuid)
+    return inst, actions, await cloud.store.latest_fault(uuid), guest.power_state
+
+
+def stranger(cloud: SimCloud) -> RequestContext:
+    """A user of another project, making a fresh request."""
+    return cloud.as_user(RequestContext("u2", "p2", "req-0"))
+
+
+async def wait_for_migration(cloud: SimCloud, uuid: str, status: str, *,
+                             timeout: float = 60.0) -> Any:
+    """Poll until the instance's newest migration reaches ``status``; that migration."""
+    deadline = cloud.rt.now() + timeout
+    while True:
+        migrations = await cloud.store.migrations_by_instance(uuid)
+        if migrations and migrations[-1].status == status:
+            return migrations[-1]
+        if cloud.rt.now() >= deadline:
+            raise AssertionError(f"migration of {uuid} stuck at "
+                                 f"{migrations[-1].status if migrations else None}, "
+                                 f"wanted {status}")
+        await cloud.rt.sleep(0.05)
+
+
+async def held_on(cloud: SimCloud, consumer: str) -> dict[str, dict[str, int]]:
+    """What a placement consumer holds, by host name (stopped hosts included)."""
+    hosts = {n.uuid: n.host for n in await cloud.store.list_compute_nodes()}
+    held = await cloud.store.get_allocations(consumer)
+    return {hosts[rp]: res for rp, res in held.allocations.items()}
+
+
+# -- resize and cold migration helpers (tests/core/compute/test_resize.py, test_migrate.py) --
+async def guests_by_host(cloud: SimCloud, uuid: str) -> dict[str, tuple[int, int]]:
+    """Where the fake hypervisors hold a guest of ``uuid``: host -> (power state, vcpus)."""
+    found = {}
+    for host, drv in sorted(cloud.drivers.items()):
+        if uuid in await drv.list_guests():
+            info = await drv.guest_info(uuid)
+            found[host] = (info.power_state, info.vcpus)
+    return found
+
+
+async def action_events(cloud: SimCloud, uuid: str, action: str) -> list[tuple[str, str | None]]:
+    """(event, result) of the instance's newest action named ``action``, oldest first."""
+    found = [a for a in await cloud.store.list_actions(uuid) if a.action == action]
+    assert found, f"no {action} action of {uuid}"
+    _, events = await cloud.store.get_action(uuid, found[0].request_id)
+    return [(e.event, e.result) for e in events]
+
+
+# -- crashes, for the repair tests (tests/core/compute/test_faults.py ...) -----------------
+class TaskLog:
+    """Every task spawned on the cloud's runtime from now on: what a crash ends."""
+
+    def __init__(self, cloud: SimCloud) -> None:
+        self.tasks: list[Any] = []
+        spawn = cloud.rt.spawn
+
+        def spawn_logged(coro: Any, name: str = "") -> Any:
+            task = spawn(coro, name)
+            if len(self.tasks) > 512:
+                self.tasks = [t for t in self.tasks if not t.done()]
+            self.tasks.append(task)
+            return task
+
+        cloud.rt.spawn = spawn_logged  # type: ignore[method-assign]
+
+
+async def kill_compute(cloud: SimCloud, host: str, tasks: TaskLog) -> None:
+    """Kill a compute service as a crash does: every task it runs (RPC handlers included)
+    ends where it is, a driver call under way too; its guests stay on the hypervisor.
+    (``stop_compute`` is a graceful stop: handlers in flight run on and still write.)"""
+    svc = cloud.computes[host]
+    mine = (f"{svc.rpc.address}:", f"compute.{host}:")
+    for task in tasks.tasks:
+        if task.name.startswith(mine) and not task.done():
+            task.cancel()
+    await cloud.stop_compute(host)
+
+
+async def on_host(cloud: SimCloud, host: str) -> dict[str, int]:
+    """The guests on ``host``'s hypervisor and their power states."""
+    drv = cloud.drivers[host]
+    return {u: (await drv.guest_info(u)).power_state for u in await drv.list_guests()}

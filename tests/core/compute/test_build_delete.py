@@ -83,3 +83,19 @@ def test_the_build_fails_when_every_host_tried_fails_it() -> None:
 
     failing = {"failure_rates": {"spawn": 1.0}}
     run(scenario, driver_config={"vcpus": 4, "memory_mb": 8192, "local_gb": 100, **failing})
+
+
+def test_builds_and_their_events_are_counted_in_the_metrics() -> None:
+    async def scenario(cloud: SimCloud) -> None:
+        await cloud.boot()
+        huge = {**FLAVOR, "vcpus": 64}
+        failed = await cloud.boot(flavor=huge, wait=False)
+        await cloud.wait_for(failed.uuid, vm_state=states.ERROR)
+        compute = cloud.metrics.render().decode()
+        assert 'nimbus_instance_builds_total{outcome="active"} 1.0' in compute
+        assert 'nimbus_instance_builds_total{outcome="error"} 1.0' in compute
+        assert "nimbus_instance_build_seconds_count 1.0" in compute
+        assert ('nimbus_instance_action_events_total{event="compute_build_and_run_instance",'
+                'result="Success"} 1.0') in compute
+
+    run(scenario)

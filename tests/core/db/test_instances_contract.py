@@ -119,6 +119,18 @@ def test_update_compare_and_swap(run_store: StoreRunner) -> None:
     run_store(body)
 
 
+def test_a_new_flavor_is_stored_whole(run_store: StoreRunner) -> None:
+    async def body(store: Store) -> None:
+        await boot(store, "vm-f")
+        got = await store.update_instance("vm-f", now=11.0, flavor=LARGE, old_flavor=TINY)
+        again = await store.get_instance("vm-f")
+        for inst in (got, again):
+            assert inst.flavor == LARGE and inst.old_flavor == TINY
+            assert (inst.vcpus, inst.memory_mb, inst.flavor_id) == (4, 8192, "large")
+
+    run_store(body)
+
+
 def test_expected_task_state_guard(run_store: StoreRunner) -> None:
     async def body(store: Store) -> None:
         await boot(store, "i1")
