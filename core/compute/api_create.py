@@ -221,8 +221,14 @@ async def _reclaim_addresses(store: Store, network_id: int, now: float) -> None:
 
 
 async def release_networks(store: Store, instance_uuid: str, now: float) -> None:
-    """Give back an instance's addresses (not one a floating IP still points at) and
-    interfaces, and take it out of its security groups."""
+    """Give back an instance's addresses (its floating IPs are disassociated first, and
+    stay with the project, as nova-network does) and interfaces, and take it out of its
+    security groups."""
+    for floating in await store.floating_ips_for_instance(instance_uuid):
+        try:
+            await store.disassociate_floating_ip(floating.address, now)
+        except NotFound:
+            pass
     for ip in await store.fixed_ips_for_instance(instance_uuid):
         try:
             await store.release_fixed_ip(ip.address, now)

@@ -10,10 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nimbus.core.api.compute import (
+    aggregates,
+    availability_zones,
     flavors,
+    hypervisors,
+    instance_actions,
     keypairs,
     limits,
+    migrations,
     quotas,
+    server_actions,
+    server_groups,
+    servers,
+    services,
+    usage,
     versions,
 )
 from nimbus.core.api.compute.wire import ComputeEnv
@@ -22,7 +32,11 @@ from nimbus.core.api.http import Route
 #: The resource modules' route builders, in the order they are bound.
 RESOURCES: tuple[Callable[[ComputeEnv], list[Route]], ...] = (
     versions.routes,
+    hypervisors.routes, services.routes, availability_zones.routes, aggregates.routes,
+    usage.routes,
     flavors.routes, keypairs.routes, limits.routes, quotas.routes,
+    server_actions.routes, instance_actions.routes, migrations.routes, server_groups.routes,
+    servers.routes,
 )
 
 
