@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run services until interrupted")
     serve.add_argument("--config", metavar="FILE", help="TOML file (default: $NIMBUS_CONFIG)")
     serve.add_argument("--services", metavar="A,B",
-                       help="services to host (default: api,placement)")
+                       help="services to host (default: the whole cloud: "
+                            "api,identity,image,placement,scheduler,conductor,compute)")
     serve.add_argument("--listen", metavar="HOST:PORT", help="where the API listens")
     serve.add_argument("--transport", metavar="NAME", help="local or zmq")
     serve.add_argument("--broker", metavar="URL", help="ZeroMQ broker URL")

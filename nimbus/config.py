@@ -38,6 +38,8 @@ from nimbus.core.api.placement.config import PlacementConfig
 from nimbus.core.compute.config import ComputeConfig
 from nimbus.core.conductor.config import ConductorConfig
 from nimbus.core.errors import ConfigError
+from nimbus.core.identity.config import IdentityConfig
+from nimbus.core.image.config import ImageConfig
 from nimbus.core.rpc import RpcConfig
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.service import SchedulerServiceConfig
@@ -61,8 +63,8 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "expected a number above 0"
 
 
-def _not_negative(value: int) -> str | None:
-    return None if value >= 0 else "expected 0 or more"
+def _not_negative(value: int | None) -> str | None:
+    return None if value is None or value >= 0 else "expected 0 or more"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +97,23 @@ def default_state_dir() -> str:
     return os.path.join(base, "nimbus")
 
 
+#: What ``nimbus serve`` runs by default: a whole cloud in one process.
+ALL_IN_ONE = ("api", "identity", "image", "placement", "scheduler", "conductor", "compute")
+
+#: The fake hypervisors of the all-in-one cloud (``[compute] fake_hosts`` unset).
+ALL_IN_ONE_FAKE_HOSTS = 3
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """The ``[serve]`` section: which services this process hosts, under which host name.
 
-    ``state_dir`` holds the process's files, such as the default SQLite database.
+    The default is the whole cloud (:data:`ALL_IN_ONE`). ``state_dir`` holds the
+    process's files: the default SQLite database, image data, the secrets made on
+    first start and the ``clouds.yaml`` for the stock clients.
     """
 
-    services: tuple[str, ...] = ("api", "placement")
+    services: tuple[str, ...] = ALL_IN_ONE
     host: str = field(default_factory=socket.gethostname, metadata={"check": _nonempty})
     state_dir: str = field(default_factory=default_state_dir, metadata={"check": _nonempty})
 
@@ -140,11 +151,13 @@ class ComputeServiceConfig(ComputeConfig):
     ``driver`` names the hypervisor driver (``fake``; see :mod:`nimbus.drivers`), whose
     settings are the ``[<driver>_driver]`` section. ``fake_hosts`` above 0 runs that many
     compute services in this process, ``<host>-1`` to ``<host>-N``, each on its own fake
-    hypervisor (a cloud on one machine); 0 runs one, named ``[serve] host``.
+    hypervisor (a cloud on one machine); 0 runs one, named ``[serve] host``. Unset, it
+    is 3 for the all-in-one cloud (``[serve] services`` left at its default) and 0
+    otherwise.
     """
 
     driver: str = field(default="fake", metadata={"check": _nonempty})
-    fake_hosts: int = field(default=0, metadata={"check": _not_negative})
+    fake_hosts: int | None = field(default=None, metadata={"check": _not_negative})
 
 
 _FAKE = FakeDriverConfig()
@@ -188,6 +201,8 @@ class NimbusConfig:
     """Every section, composed; components receive only their own section."""
 
     api: ApiConfig = field(default_factory=ApiConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     scheduler: SchedulerServiceConfig = field(default_factory=SchedulerServiceConfig)
     filter_scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

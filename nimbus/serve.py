@@ -14,7 +14,13 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
-from nimbus.config import NimbusConfig, RuntimeConfig, TransportConfig
+from nimbus.config import (
+    ALL_IN_ONE,
+    ALL_IN_ONE_FAKE_HOSTS,
+    NimbusConfig,
+    RuntimeConfig,
+    TransportConfig,
+)
 from nimbus.core.compute.driver import DriverContext
 from nimbus.core.compute.manager import ComputeService
 from nimbus.core.conductor.service import ConductorService
@@ -29,7 +35,14 @@ from nimbus.core.transport import InProcessTransport, Transport
 from nimbus.db import open_database
 from nimbus.drivers import DRIVERS, driver_settings
 from nimbus.runtime import AsyncioRuntime
-from nimbus.services import ApiService, PlacementService, QueueService
+from nimbus.services import (
+    ApiService,
+    CloudProcess,
+    IdentityService,
+    ImageService,
+    PlacementService,
+    QueueService,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +52,11 @@ RuntimeFactory = Callable[[RuntimeConfig], Runtime]
 #: Builds a transport over a runtime.
 TransportFactory = Callable[[Runtime, TransportConfig, Metrics], Transport]
 
-#: Builds a service from its context and the configuration (it takes its own section);
-#: ``compute`` builds several when ``[compute] fake_hosts`` asks for them.
-ServiceBuilder = Callable[[ServiceContext, NimbusConfig], Service | Sequence[Service]]
+#: Builds a service from its context, the configuration (it takes its own section) and
+#: what the services of the process share; ``compute`` builds several when
+#: ``[compute] fake_hosts`` asks for them.
+ServiceBuilder = Callable[[ServiceContext, NimbusConfig, CloudProcess],
+                          Service | Sequence[Service]]
 
 #: Stopping every service must fit well inside the 2 s a supervisor grants.
 STOP_TIMEOUT = 1.5
@@ -84,14 +99,18 @@ def compute_hosts(config: NimbusConfig) -> list[str]:
     ``ConfigError`` for an unknown driver, or fake hosts of another driver."""
     cfg = config.compute
     DRIVERS[cfg.driver]  # an unknown name fails here, listing the valid ones
-    if cfg.fake_hosts and cfg.driver != "fake":
+    count = cfg.fake_hosts
+    if count is None:  # unset: several fake hosts make the default all-in-one a real cloud
+        all_in_one = config.serve.services == ALL_IN_ONE and cfg.driver == "fake"
+        count = ALL_IN_ONE_FAKE_HOSTS if all_in_one else 0
+    if count and cfg.driver != "fake":
         raise ConfigError(f"[compute] fake_hosts: only the 'fake' driver runs several hosts "
                           f"in one process, not {cfg.driver!r}")
     host = config.serve.host
-    return [f"{host}-{i}" for i in range(1, cfg.fake_hosts + 1)] if cfg.fake_hosts else [host]
+    return [f"{host}-{i}" for i in range(1, count + 1)] if count else [host]
 
 
-def _computes(ctx: ServiceContext, config: NimbusConfig) -> list[Service]:
+def _computes(ctx: ServiceContext, config: NimbusConfig, cloud: CloudProcess) -> list[Service]:
     make_driver = DRIVERS[config.compute.driver]
     settings = driver_settings(config, config.compute.driver)
     out: list[Service] = []
@@ -106,12 +125,16 @@ def _computes(ctx: ServiceContext, config: NimbusConfig) -> list[Service]:
 SERVICES: Registry[ServiceBuilder] = Registry(
     "service",
     {
-        "api": lambda ctx, cfg: ApiService(ctx, cfg.api),
-        "placement": lambda ctx, cfg: PlacementService(ctx, cfg.placement),
-        "scheduler": lambda ctx, cfg: SchedulerService(ctx, cfg.scheduler, cfg.filter_scheduler),
-        "conductor": lambda ctx, cfg: ConductorService(ctx, cfg.conductor),
+        "api": lambda ctx, cfg, cloud: ApiService(ctx, cfg.api, cloud=cloud),
+        "identity": lambda ctx, cfg, cloud: IdentityService(ctx, cloud),
+        "image": lambda ctx, cfg, cloud: ImageService(ctx, cloud),
+        "placement": lambda ctx, cfg, cloud: PlacementService(ctx, cfg.placement, cloud=cloud),
+        "scheduler": lambda ctx, cfg, cloud: SchedulerService(ctx, cfg.scheduler,
+                                                              cfg.filter_scheduler),
+        "conductor": lambda ctx, cfg, cloud: ConductorService(ctx, cfg.conductor),
         "compute": _computes,
-        "queue": lambda ctx, cfg: QueueService(ctx, cfg.transport.kind, cfg.transport.broker_url),
+        "queue": lambda ctx, cfg, cloud: QueueService(ctx, cfg.transport.kind,
+                                                      cfg.transport.broker_url),
     },
 )
 
@@ -119,27 +142,35 @@ SERVICES: Registry[ServiceBuilder] = Registry(
 #: registers through the conductor, and a scheduler started after them sees their hosts.
 _START_FIRST = ("queue", "conductor", "compute")
 
+#: Identity starts after the other HTTP services, so that its catalog holds their
+#: bound addresses before it hands out the first token.
+_START_LAST = ("identity",)
+
 #: Services that keep no state: a process hosting only these opens no database.
 _STATELESS = frozenset({"queue", "compute"})
 
 
 def service_names(config: NimbusConfig) -> list[str]:
     """The services to host, each once, in start order (the broker first, then the
-    conductor and compute); ``run_broker`` adds ``queue``."""
+    conductor and compute, identity last); ``run_broker`` adds ``queue``."""
     names = list(dict.fromkeys(config.serve.services))
     if config.transport.run_broker and "queue" not in names:
         names.append("queue")
     if not names:
         raise ConfigError("[serve] services: no service to run")
-    first = {name: i for i, name in enumerate(_START_FIRST)}
-    return sorted(names, key=lambda n: first.get(n, len(first)))
+    rank = {name: i for i, name in enumerate(_START_FIRST)}
+    rank.update({name: len(rank) + 1 + i for i, name in enumerate(_START_LAST)})
+    return sorted(names, key=lambda n: rank.get(n, len(_START_FIRST)))
 
 
-def build_services(ctx: ServiceContext, config: NimbusConfig) -> list[Service]:
+def build_services(ctx: ServiceContext, config: NimbusConfig,
+                   cloud: CloudProcess | None = None) -> list[Service]:
     """Every service this process hosts, in start order (not started)."""
+    if cloud is None:
+        cloud = CloudProcess(config, ctx.runtime, ctx.store)
     out: list[Service] = []
     for name in service_names(config):
-        built = SERVICES[name](ctx, config)
+        built = SERVICES[name](ctx, config, cloud)
         out.extend([built] if isinstance(built, Service) else built)
     return out
 
@@ -169,7 +200,8 @@ async def serve(config: NimbusConfig, *, stop: asyncio.Event | None = None) -> i
         try:
             ctx = ServiceContext(runtime, transport, config.serve.host, metrics,
                                  config.rpc.timeout, store=store)
-            host = ServiceHost(build_services(ctx, config))
+            cloud = CloudProcess(config, runtime, store)  # what this process's services share
+            host = ServiceHost(build_services(ctx, config, cloud))
             await _run(host, stop if stop is not None else asyncio.Event())
         finally:
             await transport.close()

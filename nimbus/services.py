@@ -1,98 +1,288 @@
 """The services ``nimbus serve`` can host that belong to the real world.
 
-``api`` serves the HTTP API over aiohttp; ``placement`` the Placement API on its own
-port; ``queue`` runs the ZeroMQ broker that joins services of different processes. Each
-is a core :class:`Service`, so it has an RPC endpoint like every other service and
-starts and stops with the host.
+``api`` serves the Compute API over aiohttp; ``identity`` the Identity API (v3),
+``image`` the Image API (v2) and ``placement`` the Placement API, each on its own
+port; ``queue`` runs the ZeroMQ broker that joins services of different processes.
+Each is a core :class:`Service`, so it has an RPC endpoint like every other service
+and starts and stops with the host.
+
+The HTTP services of one process share a :class:`CloudProcess`: one identity logic
+(which checks every token) and the addresses the services bound, from which the
+token catalog is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from nimbus.cloud_files import credentials, fernet_keys, write_clouds_yaml
+from nimbus.config import NimbusConfig
+from nimbus.core.api.compute.routes import compute_routes
+from nimbus.core.api.compute.wire import ComputeEnv
 from nimbus.core.api.config import ApiConfig
 from nimbus.core.api.http import ApiContext, Route
+from nimbus.core.api.identity.routes import format_error as identity_error
+from nimbus.core.api.identity.routes import make_routes as identity_routes
+from nimbus.core.api.image.wire import ImageEnv
 from nimbus.core.api.placement.config import PlacementConfig
 from nimbus.core.api.placement.routes import ROUTES as PLACEMENT_ROUTES
 from nimbus.core.api.placement.wire import format_error as placement_error
 from nimbus.core.api.routes import ROUTES
+from nimbus.core.compute.api import ComputeAPI
+from nimbus.core.db.store import Store
 from nimbus.core.errors import ConfigError
+from nimbus.core.identity.bootstrap import bootstrap
+from nimbus.core.identity.catalog import Catalog, standard_catalog
+from nimbus.core.identity.service import IdentityLogic
+from nimbus.core.runtime import Runtime
 from nimbus.core.service import Service, ServiceContext
 from nimbus.http import ListenError, bound_port, build_app, start_http
 
+#: Addresses that mean "every interface": clients on this machine use loopback.
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
-class ApiService(Service):
-    """The HTTP API: binds the core routes with aiohttp and serves them while running."""
 
-    topic = "api"
+def http_url(listen: str, runner: web.AppRunner) -> str:
+    """``http://host:port`` of a runner bound on ``listen`` (loopback for a wildcard)."""
+    host = "127.0.0.1" if listen in _WILDCARDS else listen
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{bound_port(runner)}"
 
-    def __init__(
-        self, ctx: ServiceContext, config: ApiConfig, routes: Sequence[Route] = ROUTES
-    ) -> None:
-        super().__init__(ctx)
+
+class CloudProcess:
+    """What the services of one ``nimbus serve`` process share.
+
+    The identity logic is built on first use, over the process's database and the
+    Fernet keys of ``[identity]`` or the state directory, so that every process of a
+    cloud accepts the tokens of the others. Each HTTP service publishes its URL once
+    bound; the catalog of the tokens follows (``[identity] *_url`` win).
+    """
+
+    def __init__(self, config: NimbusConfig, runtime: Runtime, store: Store | None) -> None:
         self.config = config
-        self.routes = tuple(routes)
+        self.runtime = runtime
+        self.store = store
+        self.urls: dict[str, str] = {}
+        self._identity: IdentityLogic | None = None
+
+    def identity(self) -> IdentityLogic:
+        """The process's identity logic (the same object for every caller)."""
+        if self._identity is None:
+            if self.store is None:
+                raise ConfigError("checking tokens needs the database")
+            cfg = dataclasses.replace(self.config.identity,
+                                      fernet_keys=fernet_keys(self.config))
+            self._identity = IdentityLogic.from_config(cfg, self.store, self.runtime,
+                                                       self.catalog())
+        return self._identity
+
+    def publish(self, service_type: str, url: str) -> None:
+        """Record where a service of this process answers (its public base URL)."""
+        self.urls[service_type] = url.rstrip("/")
+        if self._identity is not None:
+            self._identity.catalog = self.catalog()
+
+    def catalog(self) -> Catalog:
+        """The catalog from the configured URLs, else those published so far."""
+        cfg, urls = self.config.identity, self.urls
+        identity = urls.get("identity", "")
+        compute = urls.get("compute", "")
+        return standard_catalog(
+            identity=f"{identity}/v3" if identity else "",
+            compute=cfg.compute_url or (f"{compute}/v2.1" if compute else ""),
+            image=cfg.image_url or urls.get("image", ""),
+            placement=cfg.placement_url or urls.get("placement", ""),
+            region=cfg.region)
+
+
+class HttpService(Service):
+    """A service that serves one aiohttp application while running."""
+
+    #: what the start-up banner calls it
+    title = "HTTP API"
+    #: the catalog's service type it publishes its URL as ("" for none)
+    service_type = ""
+
+    def __init__(self, ctx: ServiceContext, listen: str, port: int, public_url: str,
+                 cloud: CloudProcess | None = None) -> None:
+        super().__init__(ctx)
+        self.listen = listen
+        self.port = port
+        self.public_url = public_url.rstrip("/")
+        self.cloud = cloud
         self.runner: web.AppRunner | None = None
         self.url = ""
 
+    async def build(self) -> web.Application:
+        """The application to serve (called at start)."""
+        raise NotImplementedError
+
     async def on_start(self) -> None:
-        cfg = self.config
-        api_ctx = ApiContext(self.runtime, self.ctx.metrics, cfg.public_url, self.rpc)
-        app = build_app(api_ctx, self.routes, max_body_bytes=cfg.max_body_bytes)
-        self.runner = await start_http(app, cfg.listen, cfg.port)
-        host = f"[{cfg.listen}]" if ":" in cfg.listen else cfg.listen
-        self.url = f"http://{host}:{bound_port(self.runner)}/"
+        app = await self.build()
+        self.runner = await start_http(app, self.listen, self.port)
+        self.url = http_url(self.listen, self.runner)
+        if self.cloud is not None and self.service_type:
+            self.cloud.publish(self.service_type, self.public_url or self.url)
 
     async def on_stop(self) -> None:
         if self.runner is not None:
             runner, self.runner = self.runner, None
             await runner.cleanup()
 
+    def api_context(self) -> ApiContext:
+        """The context the handlers get."""
+        return ApiContext(self.runtime, self.ctx.metrics, self.public_url, self.rpc,
+                          store=self.ctx.store)
+
     def listening(self) -> list[str]:
         """What this service listens on, one line each, for the start-up banner."""
-        return [f"Compute API on {self.url}"] if self.url else []
+        return [f"{self.title} on {self.url}/"] if self.url else []
 
 
-class PlacementService(Service):
+def _need_store(ctx: ServiceContext, name: str) -> Store:
+    if ctx.store is None:
+        raise ConfigError(f"the {name!r} service needs the database")
+    return ctx.store
+
+
+class ApiService(HttpService):
+    """The Compute API: the root, health and metrics routes and, given the process's
+    :class:`CloudProcess`, every ``/v2.1`` route with tokens checked by identity."""
+
+    topic = "api"
+    title = "Compute API"
+    service_type = "compute"
+
+    def __init__(self, ctx: ServiceContext, config: ApiConfig, routes: Sequence[Route] = ROUTES,
+                 *, cloud: CloudProcess | None = None) -> None:
+        if cloud is not None:
+            _need_store(ctx, "api")
+        super().__init__(ctx, config.listen, config.port, config.public_url, cloud)
+        self.config = config
+        self.routes = tuple(routes)
+
+    async def build(self) -> web.Application:
+        routes = self.routes
+        if self.cloud is not None:
+            routes += compute_routes(self.compute_env(self.cloud))
+        return build_app(self.api_context(), routes, max_body_bytes=self.config.max_body_bytes)
+
+    def compute_env(self, cloud: CloudProcess) -> ComputeEnv:
+        """The Compute API's handlers' world: the Store, the lifecycle logic, identity."""
+        store, config = _need_store(self.ctx, "api"), cloud.config
+        compute = ComputeAPI(
+            store, self.rpc, self.runtime,
+            service_down_time=config.conductor.service_down_time,
+            compute_binary=config.conductor.compute_binary,
+            reclaim_instance_interval=config.compute.reclaim_instance_interval)
+        return ComputeEnv(store, compute, self.runtime, cloud.identity().context_for,
+                          base_url=self.config.public_url)
+
+
+class PlacementService(HttpService):
     """The Placement API (resource providers, inventories, allocations) over the Store.
 
-    It needs no token yet: Keystone comes with a later issue. ``X-Auth-Token``
-    is read into each request when present, so checking it is one change.
+    It checks no token yet: ``X-Auth-Token`` is read into each request when present,
+    so checking it is one change.
     """
 
     topic = "placement"
+    title = "Placement API"
+    service_type = "placement"
 
     def __init__(self, ctx: ServiceContext, config: PlacementConfig,
-                 routes: Sequence[Route] = PLACEMENT_ROUTES) -> None:
-        if ctx.store is None:
-            raise ConfigError("the 'placement' service needs the database")
-        super().__init__(ctx)
+                 routes: Sequence[Route] = PLACEMENT_ROUTES, *,
+                 cloud: CloudProcess | None = None) -> None:
+        _need_store(ctx, "placement")
+        super().__init__(ctx, config.listen, config.port, config.public_url, cloud)
         self.config = config
         self.routes = tuple(routes)
-        self.runner: web.AppRunner | None = None
-        self.url = ""
+
+    async def build(self) -> web.Application:
+        return build_app(self.api_context(), self.routes,
+                         max_body_bytes=self.config.max_body_bytes, errors=placement_error)
+
+
+class ImageService(HttpService):
+    """The Image API (v2): image records in the Store, their data in files."""
+
+    topic = "image"
+    title = "Image API"
+    service_type = "image"
+
+    def __init__(self, ctx: ServiceContext, cloud: CloudProcess) -> None:
+        _need_store(ctx, "image")
+        cfg = cloud.config.image
+        super().__init__(ctx, cfg.listen, cfg.port, cfg.public_url, cloud)
+        self.config = cfg
+        self.data_dir = Path(cfg.data_dir or Path(cloud.config.serve.state_dir) / "images")
+
+    async def build(self) -> web.Application:
+        from nimbus.image_files import FileBlobStore
+        from nimbus.image_http import build_image_app
+
+        assert self.cloud is not None
+        blobs = FileBlobStore(self.data_dir, self.runtime)
+        blobs.remove_partials()
+        env = ImageEnv(_need_store(self.ctx, "image"), blobs, self.runtime,
+                       self.cloud.identity().context_for, self.config)
+        return build_image_app(self.api_context(), env)
+
+
+class IdentityService(HttpService):
+    """The Identity API (v3): tokens, projects, users, roles and the catalog.
+
+    At each start it runs the bootstrap (default domain, roles, admin and demo) and
+    writes ``clouds.yaml`` into the state directory for the stock clients. It starts
+    after the other HTTP services of its process, so its catalog is complete when
+    the first token is asked for.
+    """
+
+    topic = "identity"
+    title = "Identity API"
+    service_type = "identity"
+
+    def __init__(self, ctx: ServiceContext, cloud: CloudProcess) -> None:
+        _need_store(ctx, "identity")
+        cfg = cloud.config.identity
+        super().__init__(ctx, cfg.listen, cfg.port, cfg.public_url, cloud)
+        self.config = cfg
+        self.state_dir = cloud.config.serve.state_dir
+        self.creds = credentials(cloud.config)  # made (once) before anything starts
+        self.clouds_yaml: Path | None = None
+        self.banner: list[str] = []
+
+    async def build(self) -> web.Application:
+        assert self.cloud is not None
+        logic = self.cloud.identity()
+        creds = self.creds
+        await bootstrap(_need_store(self.ctx, "identity"), self.runtime, logic.passwords,
+                        admin_password=creds.admin_password,
+                        demo_password=creds.demo_password)
+        return build_app(self.api_context(), identity_routes(logic),
+                         max_body_bytes=self.config.max_body_bytes, errors=identity_error)
 
     async def on_start(self) -> None:
-        cfg = self.config
-        api_ctx = ApiContext(self.runtime, self.ctx.metrics, cfg.public_url, self.rpc,
-                             store=self.ctx.store)
-        app = build_app(api_ctx, self.routes, max_body_bytes=cfg.max_body_bytes,
-                        errors=placement_error)
-        self.runner = await start_http(app, cfg.listen, cfg.port)
-        host = f"[{cfg.listen}]" if ":" in cfg.listen else cfg.listen
-        self.url = f"http://{host}:{bound_port(self.runner)}"
-
-    async def on_stop(self) -> None:
-        if self.runner is not None:
-            runner, self.runner = self.runner, None
-            await runner.cleanup()
+        await super().on_start()
+        creds = self.creds
+        path = write_clouds_yaml(self.state_dir, f"{self.public_url or self.url}/v3",
+                                 self.config.region, creds)
+        self.clouds_yaml = path
+        self.banner = [
+            f"admin user 'admin' password {creds.admin_password} (project 'admin')",
+            f"demo user 'demo' password {creds.demo_password} (project 'demo')",
+            f"clouds.yaml with clouds nimbus-admin and nimbus-demo: {path}",
+            f"export OS_CLIENT_CONFIG_FILE={path}; openstack --os-cloud nimbus-admin server list",
+        ]
 
     def listening(self) -> list[str]:
-        """What this service listens on, one line each, for the start-up banner."""
-        return [f"Placement API on {self.url}/"] if self.url else []
+        """The identity URL, the credentials and how to use them with the stock CLI."""
+        return [f"{self.title} on {self.url}/v3", *self.banner] if self.url else []
 
 
 class QueueService(Service):

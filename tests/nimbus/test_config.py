@@ -29,7 +29,9 @@ def test_defaults() -> None:
     assert cfg.transport.run_broker is False
     assert cfg.runtime.kind == "asyncio"
     assert cfg.runtime.seed is None
-    assert cfg.serve.services == ("api", "placement")
+    assert cfg.serve.services == ("api", "identity", "image", "placement", "scheduler",
+                                  "conductor", "compute")
+    assert cfg.compute.fake_hosts is None  # 3 for this all-in-one list, else 0
     assert cfg.serve.host == socket.gethostname()
     assert cfg.log.level == "INFO"
 

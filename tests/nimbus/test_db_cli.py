@@ -189,7 +189,7 @@ def test_serve_builds_the_store_upgrades_sqlite_and_closes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(serve_module, "SERVICES", serve_module.SERVICES.with_entries(
-        {"probe": lambda ctx, cfg: Probe(ctx)}))
+        {"probe": lambda ctx, cfg, cloud: Probe(ctx)}))
     closed: list[Store] = []
     monkeypatch.setattr(Store, "close", lambda self: _record_close(self, closed))
     Probe.seen = []

@@ -1,23 +1,19 @@
 """The stock ``openstack`` CLI with ``osc-placement`` against ``nimbus serve --services placement``.
 
 The client is installed once into a virtual environment kept in pytest's cache
-(``.pytest_cache/d/osc-placement-venv``), so only the first run pays for the
-download (about 30 s). No Keystone is needed: keystoneauth's ``none`` plugin
-with ``--os-endpoint`` sends requests straight to the Placement URL, and the
-``admin_token`` plugin adds an ``X-Auth-Token``, which Nimbus reads and does
-not check yet. The test is skipped, saying why, only when the virtual
-environment cannot be made (no network, no ``venv`` module).
-
-``NIMBUS_TEST_OPENSTACK`` may name an ``openstack`` executable to use instead.
+(:mod:`.openstack_venv`), so only the first run pays for the download. No
+Keystone is needed: keystoneauth's ``none`` plugin with ``--os-endpoint`` sends
+requests straight to the Placement URL, and the ``admin_token`` plugin adds an
+``X-Auth-Token``, which Nimbus reads and does not check yet. The test is skipped,
+saying why, only when the virtual environment cannot be made (no network, no
+``venv`` module).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,48 +21,16 @@ from typing import Any
 
 import pytest
 
+from .openstack_venv import openstack_executable
 from .test_serve_cli import free_port, nimbus, wait_until_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
-
-#: The versions CLIENTS.md captured.
-CLIENT_PACKAGES = ("python-openstackclient==10.5.0", "osc-placement==4.9.1")
-INSTALL_TIMEOUT = 300
-
-
-def _make_venv(where: Path) -> Path:
-    """``where/venv`` with the client installed (once); the path of its ``openstack``."""
-    openstack = where / "venv" / "bin" / "openstack"
-    ready = where / "ready"
-    spec = " ".join(CLIENT_PACKAGES)
-    with open(where / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers wait for the one that installs
-        if ready.exists() and ready.read_text() == spec and openstack.exists():
-            return openstack
-        steps = [[sys.executable, "-m", "venv", "--clear", str(where / "venv")],
-                 [str(where / "venv" / "bin" / "python"), "-m", "pip", "install", "-q",
-                  "--disable-pip-version-check", *CLIENT_PACKAGES]]
-        for step in steps:
-            try:
-                done = subprocess.run(step, capture_output=True, text=True,
-                                      timeout=INSTALL_TIMEOUT)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                pytest.skip(f"cannot create a virtualenv with the stock OpenStack client: {exc}")
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-                pytest.skip("cannot create a virtualenv with the stock OpenStack client: "
-                            f"{' '.join(step[:4])} failed: {' '.join(tail)}")
-        ready.write_text(spec)
-    return openstack
 
 
 @pytest.fixture(scope="session")
 def openstack(request: pytest.FixtureRequest) -> Path:
     """The ``openstack`` executable of the stock client."""
-    given = os.environ.get("NIMBUS_TEST_OPENSTACK")
-    if given:
-        return Path(given)
-    return _make_venv(request.config.cache.mkdir("osc-placement-venv"))
+    return openstack_executable(request.config)
 
 
 @pytest.fixture

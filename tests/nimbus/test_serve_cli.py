@@ -65,7 +65,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (
             ["serve", "--services", "api,nope"],
             "nimbus: error: unknown service 'nope'; valid service names: api, compute, conductor, "
-            "placement, queue, scheduler",
+            "identity, image, placement, queue, scheduler",
         ),
         (
             ["serve", "--transport", "carrier-pigeon"],
@@ -136,11 +136,25 @@ async def serve_once(config: NimbusConfig, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_serve_in_process_on_a_free_port(capsys: pytest.CaptureFixture[str]) -> None:
-    config = load_config(None, {}, ["api.port=0", "placement.port=0"])
+    config = load_config(None, {}, ["api.port=0", "placement.port=0",
+                                    "serve.services=api,placement"])
     lines = asyncio.run(asyncio.wait_for(serve_once(config, capsys), 10))
     assert len(lines) == 2
     assert lines[0].startswith("nimbus: Compute API on http://127.0.0.1:")
     assert lines[1].startswith("nimbus: Placement API on http://127.0.0.1:")
+
+
+def test_serve_the_whole_cloud_by_default(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    config = load_config(None, {}, [f"{name}.port=0" for name in
+                                    ("api", "identity", "image", "placement")]
+                         + [f"serve.state_dir={tmp_path}"])
+    lines = asyncio.run(asyncio.wait_for(serve_once(config, capsys), 10))
+    assert [line.split(" on ")[0] for line in lines[:4]] == [
+        "nimbus: Compute API", "nimbus: Image API", "nimbus: Placement API",
+        "nimbus: Identity API"]
+    assert lines[-1] == (f"nimbus: export OS_CLIENT_CONFIG_FILE={tmp_path}/clouds.yaml; "
+                         "openstack --os-cloud nimbus-admin server list")
 
 
 def test_serve_hosts_the_scheduler_beside_the_api(capsys: pytest.CaptureFixture[str],
@@ -206,7 +220,8 @@ def wait_until_up(proc: subprocess.Popen[str], url: str, deadline: float = 10.0)
 @pytest.fixture
 def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    proc = nimbus("serve", "--listen", f"127.0.0.1:{port}", "--set", "placement.port=0")
+    proc = nimbus("serve", "--services", "api,placement", "--listen", f"127.0.0.1:{port}",
+                  "--set", "placement.port=0")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(proc, base + "/healthz")
@@ -250,8 +265,14 @@ def test_port_in_use_fails_with_one_line() -> None:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        proc = nimbus("serve", "--listen", f"127.0.0.1:{port}", "--set", "placement.port=0")
-        out, err = proc.communicate(timeout=10)
+        proc = nimbus("serve", "--services", "api,placement", "--listen", f"127.0.0.1:{port}",
+                      "--set", "placement.port=0")
+        try:
+            out, err = proc.communicate(timeout=10)
+        finally:  # a slow start must not outlive the test (and bind the port once it is free)
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 1
     assert only_line(err) == (
         f"nimbus: error: cannot listen on 127.0.0.1:{port}: address already in use"
@@ -265,5 +286,5 @@ def test_unknown_service_exits_2_listing_valid_names() -> None:
     assert proc.returncode == 2
     assert only_line(err) == (
         "nimbus: error: unknown service 'schedulr'; valid service names: api, compute, conductor, "
-        "placement, queue, scheduler"
+        "identity, image, placement, queue, scheduler"
     )

@@ -64,7 +64,7 @@ def test_serve_registers_fake_hosts_and_builds_on_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(serve_module, "SERVICES", serve_module.SERVICES.with_entries(
-        {"probe": lambda ctx, cfg: Probe(ctx)}))
+        {"probe": lambda ctx, cfg, cloud: Probe(ctx)}))
     Probe.started = []
     config = load_config(None, {}, [
         "serve.services=probe,scheduler,compute,conductor", "serve.host=node",
