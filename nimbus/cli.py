@@ -86,6 +86,7 @@ def _add_db_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 #: Benchmarks by name: the module under bench/ whose main(argv) runs it.
 BENCHMARKS = {
+    "api": "nimbus.bench.api",
     "lifecycle": "nimbus.bench.lifecycle",
     "rpc": "nimbus.bench.rpc",
     "scheduler": "nimbus.bench.scheduler",

@@ -10,6 +10,8 @@ transaction if another claimed it first, as for fixed IPs (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import bindparam, or_, select
 
 from nimbus.core.db.area import StoreArea, found
@@ -44,6 +46,10 @@ _FLOATING_OF_PROJECT = (select(*FLOATING_COLUMNS).select_from(_FLOATING_FROM)
 _FLOATING_OF_INSTANCE = (select(*FLOATING_COLUMNS).select_from(_FLOATING_FROM)
                          .where(_f.instance_uuid == bindparam("uuid"), _fl.deleted == 0)
                          .order_by(_fl.id))
+_FLOATING_OF_INSTANCES = (select(_f.instance_uuid, *FLOATING_COLUMNS).select_from(_FLOATING_FROM)
+                          .where(_f.instance_uuid.in_(bindparam("uuids", expanding=True)),
+                                 _fl.deleted == 0)
+                          .order_by(_fl.id))
 _PICK_FLOATING = (select(_fl.id)
                   .where(_fl.pool == bindparam("pool"), _fl.project_id.is_(None),
                          _fl.deleted == 0)
@@ -156,6 +162,17 @@ class FloatingIpStore(StoreArea):
         """The floating IPs pointing at an instance's fixed addresses."""
         rows = await self._rows(_FLOATING_OF_INSTANCE, {"uuid": instance_uuid})
         return [FloatingIpRecord.from_row(r) for r in rows]
+
+    async def floating_ips_for_instances(
+        self, instance_uuids: Sequence[str]
+    ) -> dict[str, list[FloatingIpRecord]]:
+        """The floating IPs of each of these instances that has any (one query for a page)."""
+        if not instance_uuids:
+            return {}
+        out: dict[str, list[FloatingIpRecord]] = {}
+        for r in await self._rows(_FLOATING_OF_INSTANCES, {"uuids": list(instance_uuids)}):
+            out.setdefault(r[0], []).append(FloatingIpRecord.from_row(r[1:]))
+        return out
 
 
 async def _floating(tx: Tx, address: str) -> FloatingIpRecord:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Select, bindparam, false, select
@@ -83,6 +83,10 @@ _FIXED_BY_ADDRESS = select(*FIXED_COLUMNS).where(_f.address == bindparam("addres
 _FIXED_OF_INSTANCE = (select(*FIXED_COLUMNS)
                       .where(_f.instance_uuid == bindparam("uuid"), _f.deleted == 0)
                       .order_by(_f.id))
+_FIXED_OF_INSTANCES = (select(_f.instance_uuid, *FIXED_COLUMNS)
+                       .where(_f.instance_uuid.in_(bindparam("uuids", expanding=True)),
+                              _f.deleted == 0)
+                       .order_by(_f.id))
 _PICK_FIXED = (select(_f.id)
                .where(_f.network_id == bindparam("nid"), _f.instance_uuid.is_(None),
                       _f.reserved == false(), _f.deleted == 0)
@@ -109,6 +113,9 @@ _SET_LEASED = (fixed_ips.update().where(_f.address == bindparam("addr"), _f.dele
 _INSERT_VIF = virtual_interfaces.insert().returning(_v.id)
 _VIFS_OF_INSTANCE = (select(*VIF_COLUMNS).where(_v.instance_uuid == bindparam("uuid"))
                      .order_by(_v.id))
+_VIFS_OF_INSTANCES = (select(_v.instance_uuid, *VIF_COLUMNS)
+                      .where(_v.instance_uuid.in_(bindparam("uuids", expanding=True)))
+                      .order_by(_v.id))
 _UNLINK_VIFS_OF_INSTANCE = (
     fixed_ips.update()
     .where(_f.virtual_interface_id.in_(
@@ -324,6 +331,17 @@ class NetworkStore(StoreArea):
         rows = await self._rows(_FIXED_OF_INSTANCE, {"uuid": instance_uuid})
         return [FixedIpRecord.from_row(r) for r in rows]
 
+    async def fixed_ips_for_instances(
+        self, instance_uuids: Sequence[str]
+    ) -> dict[str, list[FixedIpRecord]]:
+        """The addresses of each of these instances that has any (one query for a page)."""
+        if not instance_uuids:
+            return {}
+        out: dict[str, list[FixedIpRecord]] = {}
+        for r in await self._rows(_FIXED_OF_INSTANCES, {"uuids": list(instance_uuids)}):
+            out.setdefault(r[0], []).append(FixedIpRecord.from_row(r[1:]))
+        return out
+
     async def fixed_ips_for_network(
         self, network_id: int, *, allocated_only: bool = False
     ) -> list[FixedIpRecord]:
@@ -353,6 +371,17 @@ class NetworkStore(StoreArea):
         """An instance's interfaces, in the order they were made."""
         rows = await self._rows(_VIFS_OF_INSTANCE, {"uuid": instance_uuid})
         return [VirtualInterfaceRecord.from_row(r) for r in rows]
+
+    async def virtual_interfaces_for_instances(
+        self, instance_uuids: Sequence[str]
+    ) -> dict[str, list[VirtualInterfaceRecord]]:
+        """The interfaces of each of these instances that has any (one query for a page)."""
+        if not instance_uuids:
+            return {}
+        out: dict[str, list[VirtualInterfaceRecord]] = {}
+        for r in await self._rows(_VIFS_OF_INSTANCES, {"uuids": list(instance_uuids)}):
+            out.setdefault(r[0], []).append(VirtualInterfaceRecord.from_row(r[1:]))
+        return out
 
     async def delete_virtual_interfaces_for_instance(self, instance_uuid: str) -> int:
         """Remove an instance's interfaces (their MACs may be reused); how many."""

@@ -10,6 +10,7 @@ are deleted for good.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +156,12 @@ _GROUPS_OF_INSTANCE = (select(*GROUP_COLUMNS)
                              _sa.security_group_id == _g.id)
                        .where(_sa.instance_uuid == bindparam("uuid"), _g.deleted == 0)
                        .order_by(_g.name, _g.id))
+_GROUPS_OF_INSTANCES = (select(_sa.instance_uuid, *GROUP_COLUMNS)
+                        .join(security_group_instance_association,
+                              _sa.security_group_id == _g.id)
+                        .where(_sa.instance_uuid.in_(bindparam("uuids", expanding=True)),
+                               _g.deleted == 0)
+                        .order_by(_g.name, _g.id))
 _INSTANCES_OF_GROUP = (select(_sa.instance_uuid).where(_sa.security_group_id == bindparam("id"))
                        .order_by(_sa.instance_uuid))
 
@@ -300,6 +307,17 @@ class SecurityGroupStore(StoreArea):
         """The groups an instance is in, by name."""
         rows = await self._rows(_GROUPS_OF_INSTANCE, {"uuid": instance_uuid})
         return [SecurityGroupRecord.from_row(r) for r in rows]
+
+    async def security_groups_for_instances(
+        self, instance_uuids: Sequence[str]
+    ) -> dict[str, list[SecurityGroupRecord]]:
+        """The groups of each of these instances that is in any (one query for a page)."""
+        if not instance_uuids:
+            return {}
+        out: dict[str, list[SecurityGroupRecord]] = {}
+        for r in await self._rows(_GROUPS_OF_INSTANCES, {"uuids": list(instance_uuids)}):
+            out.setdefault(r[0], []).append(SecurityGroupRecord.from_row(r[1:]))
+        return out
 
     async def instances_in_security_group(self, group_id: int) -> list[str]:
         """The uuids of the instances in a group (whose firewalls a rule change touches)."""

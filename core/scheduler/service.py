@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nimbus.core.errors import ConfigError, NoValidHost
+from nimbus.core.errors import ConfigError, NotFound, NoValidHost
 from nimbus.core.messages import message
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.host_state import HostStates
@@ -70,6 +70,17 @@ class Destinations:
     """Where they go: one Selection per placed instance, claimed in placement."""
 
     selections: tuple[Selection, ...]
+
+
+@message("scheduler.service_status")
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """A compute host was enabled, disabled or forced down by an admin (a fanout), so the
+    next decision sees it without waiting for the refresh."""
+
+    host: str
+    disabled: bool
+    forced_down: bool = False
 
 
 class SchedulerService(Service):
@@ -127,6 +138,17 @@ class SchedulerService(Service):
         """A compute host's capacity and usage, between refreshes."""
         async with self._turn:
             apply_update(self.states, msg)
+
+    @endpoint(ServiceStatus)
+    async def service_status(self, msg: ServiceStatus) -> None:
+        """An admin changed a compute host's status: apply it now."""
+        async with self._turn:
+            try:
+                row = self.states.index(msg.host)
+            except NotFound:
+                return  # not loaded yet: the next refresh reads it
+            up = None if not msg.forced_down else False
+            self.states.set_service(row, up=up, disabled=msg.disabled)
 
     @periodic("refresh_interval", jitter=1.0)
     async def refresh(self) -> None:

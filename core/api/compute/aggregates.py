@@ -56,6 +56,8 @@ _ACTIONS = {
                 "^[a-zA-Z0-9-_:. ]{1,255}$": {"type": ["string", "null"],
                                               "maxLength": 255}}}}}),
 }
+#: The largest value of an Integer column (ids above it name no row).
+_DB_INT_MAX = 0x7FFFFFFF
 _UUID = "^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$"
 _IMAGES = {"type": "object", "required": ["cache"], "additionalProperties": False,
            "properties": {"cache": {"type": "array", "minItems": 1, "items": {
@@ -81,9 +83,11 @@ def _view(creq: ComputeRequest, agg: AggregateRecord, *, created: bool = False
 async def _aggregate(env: ComputeEnv, creq: ComputeRequest) -> AggregateRecord:
     """The aggregate of the path: 400 for an id that is not an integer, 404 if none."""
     aggregate_id = creq.param("aggregate_id")
-    if not aggregate_id.isdigit():
+    if not (aggregate_id.isascii() and aggregate_id.isdigit()):
         raise InvalidInput("Invalid input received: id must be an integer")
     try:
+        if int(aggregate_id) > _DB_INT_MAX:  # no row has it, and the drivers cannot bind it
+            raise NotFound(aggregate_id)
         return await env.store.get_aggregate(int(aggregate_id))
     except NotFound:
         raise NotFound(f"Aggregate {aggregate_id} could not be found.") from None

@@ -38,6 +38,8 @@ from nimbus.core.db.instance_migrations import MigrationRecord
 from nimbus.core.errors import ConflictError, InstanceInvalidState, InvalidInput, NotFound
 
 #: Live migration statuses Nova counts as in progress.
+#: The largest value of an Integer column.
+_DB_INT_MAX = 0x7FFFFFFF
 LIVE_IN_PROGRESS = ("queued", "preparing", "running", "post-migrating")
 _ANY = {"type": "string"}
 _FILTERS = ("host", "status", "instance_uuid", "source_compute", "migration_type")
@@ -131,7 +133,9 @@ async def _server(env: ComputeEnv, creq: ComputeRequest, rule: str) -> str:
 async def _migration_of(env: ComputeEnv, uuid: str, text: str) -> MigrationRecord:
     """The server's migration of id ``text``; 404 naming both otherwise."""
     try:
-        mig = await env.store.get_migration(int(text))
+        number = int(text)
+        # an id no Integer column holds names no row (and the drivers cannot bind it)
+        mig = None if abs(number) > _DB_INT_MAX else await env.store.get_migration(number)
     except (ValueError, NotFound):
         mig = None
     if mig is None or mig.instance_uuid != uuid:

@@ -18,6 +18,7 @@ from nimbus.core.api.compute import (
     keypairs,
     limits,
     migrations,
+    openapi,
     quotas,
     server_actions,
     server_groups,
@@ -31,7 +32,7 @@ from nimbus.core.api.http import Route
 
 #: The resource modules' route builders, in the order they are bound.
 RESOURCES: tuple[Callable[[ComputeEnv], list[Route]], ...] = (
-    versions.routes,
+    versions.routes, openapi.routes,
     hypervisors.routes, services.routes, availability_zones.routes, aggregates.routes,
     usage.routes,
     flavors.routes, keypairs.routes, limits.routes, quotas.routes,

@@ -27,6 +27,7 @@ from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, isotime
 from nimbus.core.compute import states as s
 from nimbus.core.db.faults import FaultRecord
 from nimbus.core.db.instance_schema import InstanceRecord
+from nimbus.core.db.network_schema import FixedIpRecord, FloatingIpRecord, VirtualInterfaceRecord
 
 DEFAULT_ZONE = "nova"
 _RESIZING: dict[str | None, str] = {
@@ -125,12 +126,19 @@ class Lookups:
         out = cls()
         store = env.store
         labels: dict[int, str] = {}
+        uuids = [i.uuid for i in insts]
+        # one query per kind for the whole page, not one per server
+        fixed = await store.fixed_ips_for_instances(uuids)
+        vifs = await store.virtual_interfaces_for_instances(uuids)
+        floating = await store.floating_ips_for_instances(uuids)
+        sec = await store.security_groups_for_instances(uuids) if detail else {}
         for inst in insts:
-            out.addresses[inst.uuid] = await addresses_of(env, inst.uuid, labels)
+            out.addresses[inst.uuid] = await _addresses(
+                env, fixed.get(inst.uuid, []), vifs.get(inst.uuid, []),
+                floating.get(inst.uuid, []), labels)
             if not detail:
                 continue
-            out.groups[inst.uuid] = [g.name for g in
-                                     await store.security_groups_for_instance(inst.uuid)]
+            out.groups[inst.uuid] = [g.name for g in sec.get(inst.uuid, [])]
             if server_groups:
                 group = await store.group_for_instance(inst.uuid)
                 out.server_groups[inst.uuid] = [] if group is None else [group.uuid]
@@ -148,13 +156,25 @@ async def addresses_of(env: ComputeEnv, uuid: str, labels: dict[int, str] | None
                        ) -> dict[str, list[Address]]:
     """An instance's addresses by network label: each fixed one with its MAC, followed
     by the floating ones pointing at it (as nova-network lists them)."""
-    store, labels = env.store, {} if labels is None else labels
+    store = env.store
     ips = await store.fixed_ips_for_instance(uuid)
     if not ips:
         return {}
-    macs = {v.id: v.address for v in await store.virtual_interfaces_for_instance(uuid)}
+    return await _addresses(env, ips, await store.virtual_interfaces_for_instance(uuid),
+                            await store.floating_ips_for_instance(uuid), labels)
+
+
+async def _addresses(env: ComputeEnv, ips: Sequence[FixedIpRecord],
+                     vifs: Sequence[VirtualInterfaceRecord],
+                     floatings: Sequence[FloatingIpRecord],
+                     labels: dict[int, str] | None) -> dict[str, list[Address]]:
+    """Addresses by network label from an instance's fixed IPs, interfaces and floating IPs."""
+    if not ips:
+        return {}
+    store, labels = env.store, {} if labels is None else labels
+    macs = {v.id: v.address for v in vifs}
     floating: dict[str, list[str]] = {}
-    for fl in await store.floating_ips_for_instance(uuid):
+    for fl in floatings:
         floating.setdefault(fl.fixed_address or "", []).append(fl.address)
     out: dict[str, list[Address]] = {}
     for ip in ips:

@@ -26,6 +26,7 @@ from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route
 from nimbus.core.api.http import Response, Route
 from nimbus.core.db.services import ServiceRecord
 from nimbus.core.errors import ApiError, ConflictError, InvalidInput, NimbusError, NotFound
+from nimbus.core.scheduler.service import ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ZONE, INTERNAL_ZONE = "nova", "internal"
 #: Nova's ``[api] max_limit``: the largest page.
 MAX_LIMIT = 1000
+#: The largest value of an Integer column (ids above it name no row).
+_DB_INT_MAX = 0x7FFFFFFF
 _UUID = re.compile(r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\}?$")
 _TRUE = frozenset({"true", "1", "on", "yes"})
 _FALSE = frozenset({"false", "0", "off", "no"})
@@ -202,9 +205,11 @@ async def find_service(env: ComputeEnv, creq: ComputeRequest, service_id: str) -
             if svc.uuid == service_id:
                 return svc
         raise NotFound(f"Service {service_id} could not be found.")
-    if not service_id.lstrip("-").isdigit():
+    if not (service_id.isascii() and service_id.lstrip("-").isdigit()):
         raise InvalidInput("Invalid input received: id must be an integer")
     try:
+        if abs(int(service_id)) > _DB_INT_MAX:  # no row has it, and the drivers cannot bind it
+            raise NotFound(service_id)
         return await env.store.get_service(int(service_id))
     except NotFound:
         raise NotFound(f"Service {service_id} could not be found.") from None
@@ -218,9 +223,12 @@ def _compute_only(env: ComputeEnv, binary: str) -> None:
 
 async def _save(env: ComputeEnv, svc: ServiceRecord, *, disabled: bool, reason: str | None,
                 forced_down: bool) -> ServiceRecord:
-    return await env.store.set_service_status(svc.id, disabled=disabled, reason=reason,
-                                              forced_down=forced_down,
-                                              now=env.runtime.wall_time())
+    saved = await env.store.set_service_status(svc.id, disabled=disabled, reason=reason,
+                                               forced_down=forced_down,
+                                               now=env.runtime.wall_time())
+    # the schedulers see it at their next decision, not at their next refresh
+    await env.compute.rpc.fanout("scheduler", ServiceStatus(svc.host, disabled, forced_down))
+    return saved
 
 
 async def update_service(env: ComputeEnv, creq: ComputeRequest) -> Response:

@@ -321,3 +321,39 @@ def test_security_groups(run_store: StoreRunner) -> None:
         await store.create_security_group(project_id="p1", name="web", now=6.0)
 
     run_store(body)
+
+
+def test_a_page_of_instances_is_read_in_one_query_per_kind(run_store: StoreRunner) -> None:
+    async def body(store: Store) -> None:
+        net = await store.create_network(uuid="n1", label="l", cidr="10.0.0.0/28", now=1.0)
+        await store.create_fixed_ips(net.id, now=1.0)
+        vif = await store.create_virtual_interface(
+            uuid="v1", address="fa:16:3e:00:00:01", instance_uuid="inst-1",
+            network_id=net.id, now=1.0)
+        a = await store.allocate_fixed_ip(net.id, "inst-1", virtual_interface_id=vif.id,
+                                          now=2.0)
+        b = await store.allocate_fixed_ip(net.id, "inst-2", now=2.0)
+        await store.create_floating_ips(pool="nova", ip_range="192.0.2.0/30", now=1.0)
+        f1 = await store.allocate_floating_ip("p1", pool="nova", now=2.0)
+        await store.associate_floating_ip(f1.address, fixed_address=a.address, host="h1",
+                                          now=3.0)
+        web = await store.create_security_group(project_id="p1", name="web",
+                                                description="http", user_id="u1", now=2.0)
+        await store.add_instance_to_security_group("inst-2", web.id)
+        page = ["inst-1", "inst-2", "inst-9"]
+        fixed = await store.fixed_ips_for_instances(page)
+        assert {k: [i.address for i in v] for k, v in fixed.items()} == {
+            "inst-1": [a.address], "inst-2": [b.address]}
+        for uuid in page:  # the same records as one instance at a time
+            assert fixed.get(uuid, []) == await store.fixed_ips_for_instance(uuid)
+            assert (await store.virtual_interfaces_for_instances(page)).get(uuid, []) == (
+                await store.virtual_interfaces_for_instance(uuid))
+            assert (await store.floating_ips_for_instances(page)).get(uuid, []) == (
+                await store.floating_ips_for_instance(uuid))
+            assert (await store.security_groups_for_instances(page)).get(uuid, []) == (
+                await store.security_groups_for_instance(uuid))
+        assert [f.address for f in (await store.floating_ips_for_instances(page))["inst-1"]] == [
+            f1.address]
+        assert await store.fixed_ips_for_instances([]) == {}
+
+    run_store(body)

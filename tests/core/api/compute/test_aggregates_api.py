@@ -196,3 +196,15 @@ def test_image_cache_requests_from_2_81() -> None:
         assert missing.status == 404
 
     run(scenario)
+
+
+def test_an_id_too_large_for_the_database_is_404_and_a_unicode_digit_400() -> None:
+    # found by tests/nimbus/test_schemathesis.py: such an id reached the database driver
+    async def scenario(api: Api) -> None:
+        got = await api.put(f"/os-aggregates/{10**30}", {"aggregate": {"name": "a"}},
+                            token=ADMIN_TOKEN)
+        assert got.status == 404, got.body
+        assert (await api.get(f"/os-aggregates/{2**31}", token=ADMIN_TOKEN)).status == 404
+        assert (await api.get("/os-aggregates/\u00b2", token=ADMIN_TOKEN)).status == 400
+
+    run(scenario)

@@ -180,3 +180,14 @@ def test_a_cold_migration_to_a_named_host_from_2_56() -> None:
         assert (row["dest_compute"], row["status"]) == (target, "finished")
 
     run(scenario)
+
+
+def test_an_id_too_large_for_the_database_is_404_not_500() -> None:
+    # found by tests/nimbus/test_schemathesis.py: such an id reached the database driver
+    async def scenario(api: Api) -> None:
+        inst = await api.cloud.boot()
+        path = f"/servers/{inst.uuid}/migrations/{10**30}"
+        got = await api.get(path, token=ADMIN_TOKEN, version="2.23")
+        assert got.status == 404, got.body
+
+    run(scenario)
