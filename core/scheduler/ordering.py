@@ -50,8 +50,10 @@ class Order:
 
     def rows(self, count: int, skip: frozenset[int] | set[int]) -> list[int]:
         """The first ``count`` rows of the order that are not in ``skip``."""
-        found: list[int] = []
-        k = 0
+        found = [row for row, _w in self.items if row not in skip]  # those known already
+        if len(found) >= count:
+            return found[:count]
+        k = len(self.items)
         while len(found) < count:
             item = self.at(k)
             if item is None:
@@ -70,7 +72,6 @@ class ListedOrder(Order):
 
     def __init__(self, items: list[tuple[int, float]], complete: bool,
                  rest: Callable[[], Order | None]) -> None:
-        super().__init__()
         self.items = items
         self._complete = complete
         self._restart = rest

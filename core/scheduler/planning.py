@@ -73,6 +73,8 @@ class Planner:
                                 if type(w).applies is not HostWeigher.applies)
         self._asked: list[HostFilter | HostWeigher] = [
             p for p in [*filters, *weighers] if p in self.conditional]
+        self._key_of = [f.cache_key for f in self.static_filters]
+        self._applies = [p.applies for p in self._asked]
         self._plans: dict[tuple[Hashable, ...], Plan] = {}
         self._asks: dict[tuple[int, int, int], FloatArray] = {}
         self._masks: dict[tuple[str, Hashable], tuple[tuple[int, ...], BoolArray | None]] = {}
@@ -95,8 +97,8 @@ class Planner:
             self.eager.clear()
             self._weighing = [(w, m) for w in self.weighers
                               if isinstance(m := self._multiplier(w), np.ndarray) or m != 0.0]
-        keys = tuple([f.cache_key(request) for f in self.static_filters])
-        shape = (keys, tuple([p.applies(request) for p in self._asked]))
+        keys = tuple([key(request) for key in self._key_of])
+        shape = (keys, tuple([applies(request) for applies in self._applies]))
         plan = self._plans.get(shape)
         if plan is None:
             if len(self._plans) >= CACHE_LIMIT:
@@ -141,7 +143,8 @@ class Planner:
                 isinstance(m, np.ndarray) for _w, m in weighers):
             dense_at = [DenseTerm(GRID_ROW[w.column], w.minval, float(m))
                         if w.column in GRID_ROW else None for w, m in weighers]
-        dense = DenseSet(dense_at) if dense_at is not None else None
+        dense = (DenseSet(dense_at, [float(m) for _w, m in weighers])
+                 if dense_at is not None else None)
         sparse = [(i, w, float(m)) for i, (w, m) in enumerate(weighers)
                   if dense_at is not None and dense_at[i] is None]
         return Plan(self._static_entry(request, keys), weighers, dynamic, dense_at, dense,

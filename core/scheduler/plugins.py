@@ -19,6 +19,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from nimbus.core.scheduler.config import SchedulerConfig
     from nimbus.core.scheduler.host_state import HostStates
+    from nimbus.core.scheduler.instance_index import GroupMembers
     from nimbus.core.scheduler.request import RequestSpec
 
 BoolArray = npt.NDArray[np.bool_]
@@ -33,14 +34,14 @@ WATCHABLE = frozenset({"hosts_version", "service_version", "aggregates_version"}
 class ScheduleContext:
     """What the filters and weighers see besides the request, for one instance of it.
 
-    ``group_counts`` are the members of the request's server group per host,
-    including instances placed earlier in the same multi-create batch;
-    ``group_total`` is their sum.
+    ``group`` is where the members of the request's server group run (the hosts
+    running any, and how many on each), including instances placed earlier in the
+    same multi-create batch; None when it has none. ``group_total`` is their sum.
     """
 
     config: SchedulerConfig
     instance_uuid: str | None = None
-    group_counts: IntArray | None = None
+    group: GroupMembers | None = None
     group_total: int = 0
 
 

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from nimbus.core.errors import NotFound, NoValidHost
-from nimbus.core.scheduler.claims import Claimer
+from nimbus.core.scheduler.claims import Claimer, InMemoryClaimer
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.filters import FILTERS
 from nimbus.core.scheduler.filters.resource_fit import ResourceFit
@@ -48,6 +49,7 @@ from nimbus.core.scheduler.ordering import HostOrder, ListedOrder, Order
 from nimbus.core.scheduler.planning import Plan, Planner
 from nimbus.core.scheduler.plugins import (
     BoolArray,
+    FloatArray,
     HostFilter,
     HostWeigher,
     IntArray,
@@ -117,6 +119,7 @@ class Scheduler:
         self._columns = tuple(sorted(columns))
         self._low = frozenset(c for c, minval in columns.items() if minval is None)
         self._buffers = Buffers(0)
+        self._terms: dict[HostWeigher, SparseTerm] = {}
         self.decisions = 0
         self.conflicts = 0
         self.failures = 0
@@ -141,7 +144,9 @@ class Scheduler:
             self.failures += 1
             raise HostsFilteredOut("No valid host was found: there are no compute hosts", ())
         plan = self.planner.plan(request)
-        allowed = self._allowed((yield OFFER))
+        # InMemoryClaimer's own candidates() is always None: no need to ask it
+        offers = type(self.claimer).candidates is not InMemoryClaimer.candidates
+        allowed = self._allowed((yield OFFER)) if offers else None
         if request.ignore_hosts:  # a pre-mask, like placement's offer: no cache keys on it
             keep = self._not_ignored(request)
             allowed = keep if allowed is None else keep & allowed
@@ -181,7 +186,8 @@ class Scheduler:
                     break
                 states.add_instance(chosen[0], uuid, group)
                 placed.append((chosen[0], chosen[1], uuid))
-                self._group_into(ctx, group)
+                if request.num_instances > 1:  # the next ranking sees this member
+                    self._group_into(ctx, group)
                 self.decisions += 1
             if failure is not None and len(placed) < request.min_instances:
                 raise failure
@@ -213,14 +219,17 @@ class Scheduler:
         """The order's first hosts from the shortlist, or None when it cannot tell."""
         states = self.states
         assert plan.dense_at is not None and plan.dense is not None
-        terms: list[Term | None] = list(plan.dense_at)
+        own: list[Term | None] | None = None  # the plan's terms with the sparse ones
         for i, w, m in plan.sparse:
             sparse = w.sparse_weights(states, request, ctx)
             if sparse is None:
                 if w.weights(states, request, ctx) is not None:
                     return None  # a dense weigher the shortlist cannot read
             elif len(sparse[0]):
-                terms[i] = SparseTerm(sparse[0], sparse[1], w.minval, m)
+                if own is None:
+                    own = list(plan.dense_at)
+                own[i] = self._sparse_term(w, sparse, m)
+        terms: Sequence[Term | None] = plan.dense_at if own is None else own
         masks: list[BoolArray] = []
         for f in plan.dynamic:
             mask = f.mask(states, request, ctx)
@@ -228,24 +237,30 @@ class Scheduler:
                 masks.append(mask)
         if allowed is not None:
             masks.append(allowed)
-        asks = self.planner.asks(request)
-        entry = plan.static
-        if entry.shortlist is None:
-            size = self.shortlist_size
-            if size is None and states.n >= SHORTLIST_FROM:
-                size = max(64, min(1024, int(4 * math.sqrt(states.n))))
-            if not size:
-                plan.dense_at = None  # weigh every host for this plan from now on
-                return None
-            entry.shortlist = Shortlist(entry.mask, size, self._columns, self._low)
-        got = entry.shortlist.rank(states, asks, masks, terms, plan.dense, need)
+        shortlist = plan.static.shortlist or self._shortlist(plan)
+        if shortlist is None:
+            return None
+        got = shortlist.rank(states, self.planner.asks(request), masks, terms, plan.dense, need)
         if got is None:
             return None
         self.shortlisted += 1
-        items, complete = got
-        order = ListedOrder(items, complete, lambda: self._order(request, ctx, plan, allowed))
-        order.choose_first(self.rng, self.config.host_subset_size)
+        order = ListedOrder(got[0], got[1], lambda: self._order(request, ctx, plan, allowed))
+        if self.config.host_subset_size > 1:
+            order.choose_first(self.rng, self.config.host_subset_size)
         return order
+
+    def _shortlist(self, plan: Plan) -> Shortlist | None:
+        """A new shortlist for the plan's static mask; None (and no shortlist for this plan
+        from now on) when the fleet is too small for one to pay."""
+        size = self.shortlist_size
+        entry = plan.static
+        if size is None and self.states.n >= SHORTLIST_FROM:
+            size = max(64, min(1024, int(4 * math.sqrt(self.states.n))))
+        if not size:
+            plan.dense_at = None  # weigh every host for this plan from now on
+            return None
+        entry.shortlist = Shortlist(entry.mask, size, self._columns, self._low)
+        return entry.shortlist
 
     def _order(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,
                allowed: BoolArray | None) -> HostOrder | None:
@@ -297,17 +312,27 @@ class Scheduler:
                     order: Order | None) -> list[Selection]:
         alternates: list[int] = []
         wanted = self.config.max_attempts - 1
-        chosen = {row for row, _w, _u in placed}
         if wanted:
+            chosen = {row for row, _w, _u in placed}
             if request.num_instances > 1:  # rank again with the whole batch placed, as Nova does
                 order = self._rank(request, ctx, plan, allowed, wanted + len(chosen))
             if order is not None:
                 alternates = order.rows(wanted, chosen)
-        name = self.states.name
-        names = tuple([name(r) for r in alternates])
+        name = self.states.names  # rows that passed hold hosts
+        names = tuple([name[r] for r in alternates])
         rows = tuple(alternates)
-        return [Selection(uuid, name(row), row, weight, names, rows)
+        return [Selection(uuid, name[row], row, weight, names, rows)  # type: ignore[arg-type]
                 for row, weight, uuid in placed]
+
+    def _sparse_term(self, weigher: HostWeigher, weights: tuple[IntArray, FloatArray],
+                     mult: float) -> SparseTerm:
+        """The weigher's SparseTerm: the same one while it hands out the same arrays."""
+        term = self._terms.get(weigher)
+        if term is None or term.rows is not weights[0] or term.values is not weights[1] or (
+                term.mult != mult):
+            term = self._terms[weigher] = SparseTerm(weights[0], weights[1], weigher.minval,
+                                                     mult)
+        return term
 
     def _allowed(self, offered: IntArray | None) -> BoolArray | None:
         if offered is None:
@@ -329,9 +354,9 @@ class Scheduler:
 
     def _group_into(self, ctx: ScheduleContext, group: str | None) -> None:
         if group is not None:
-            counts = self.states.group_counts(group)
-            ctx.group_counts = counts
-            ctx.group_total = 0 if counts is None else int(counts.sum())
+            members = self.states.group_members(group)
+            ctx.group = members
+            ctx.group_total = 0 if members is None else members.total
 
     # -- NoValidHost ---------------------------------------------------------------
     def _explain(self, request: RequestSpec, ctx: ScheduleContext, plan: Plan,

@@ -34,9 +34,10 @@ same float. Its answer is the full pass's answer when two certificates hold:
    from a base of 0 (failed builds), takes its weighed candidates out of the order
    with a bound of their own.
 
-When one fails the shortlist is built again (a few passes over the hosts), and
-if that does not help, the scheduler weighs every host. The shortlist only
-decides how much work a decision takes, never what it answers.
+When one fails the shortlist is built again (a few passes over the hosts,
+:mod:`shortlist_build`), and if that does not help, the scheduler weighs every
+host. The shortlist only decides how much work a decision takes, never what it
+answers.
 """
 
 from __future__ import annotations
@@ -48,40 +49,30 @@ import numpy as np
 
 from nimbus.core.scheduler.host_state import HostStates
 from nimbus.core.scheduler.plugins import BoolArray, FloatArray, IntArray
+from nimbus.core.scheduler.shortlist_build import choose
 from nimbus.core.scheduler.shortlist_terms import (
     ROOM_ROWS,
     TOLERANCE,
     DenseSet,
-    DenseTerm,
     SparseTerm,
     Term,
+    dense_sum,
     dense_terms,
     exact_sparse,
     lower,
     lowers,
     places,
+    sinks,
 )
 
-_SAMPLE = 256  # values sampled to set a threshold that keeps about q of them
 _REBUILD_AFTER = 4  # decisions a shortlist is asked before a failure may rebuild it
-_TIERS = 4  # tiers of hosts ranked by linear score at a build (the first are candidates)
+#: a sparse term as a ranking sees it: (position, term, lowers(term), the rows it could
+#: raise to the lead, whether its weighed hosts sink below all others)
+_Sparse = tuple[int, SparseTerm | None, tuple[float, float] | None, IntArray | None, bool]
 
 
-def _top(values: FloatArray, quota: int) -> BoolArray:
-    """About the ``quota`` largest finite values (at least the largest one, if any)."""
-    finite = values[values > -np.inf]  # a sample of every row could miss a masked stripe
-    if len(finite) <= quota:
-        chosen: BoolArray = values > -np.inf
-        return chosen
-    step = max(1, len(finite) // _SAMPLE)
-    sample = np.ascontiguousarray(finite[::step])
-    k = min(len(sample), max(1, -(-quota // step)))
-    threshold = np.partition(sample, len(sample) - k)[len(sample) - k]
-    chosen = values >= threshold
-    if np.count_nonzero(chosen) > 4 * quota:  # many ties at the threshold: keep the larger
-        chosen = values > threshold
-        chosen[int(values.argmax())] = True
-    return chosen
+def _first(step: _Sparse) -> int:
+    return step[0]
 
 
 class Shortlist:
@@ -92,9 +83,9 @@ class Shortlist:
     candidates to keep.
     """
 
-    __slots__ = ("A0", "X", "_joined", "_linear", "_lows", "_place", "_ran_out", "_tiers",
-                 "beta0", "builds", "columns", "complete", "low", "mask", "member", "misses",
-                 "position", "rows", "size", "theta", "top", "uses", "wmax", "wmin")
+    __slots__ = ("A0", "X", "_aligned", "_joined", "_linear", "_lows", "_place", "_ran_out",
+                 "_tiers", "beta0", "builds", "columns", "complete", "low", "mask", "member",
+                 "misses", "position", "rows", "size", "theta", "top", "uses", "wmax", "wmin")
 
     def __init__(self, mask: BoolArray, size: int, columns: tuple[int, ...],
                  low: frozenset[int]) -> None:
@@ -118,105 +109,79 @@ class Shortlist:
         #: Why rankings were left to the full passes: reason -> count.
         self.misses: dict[str, int] = {}
         self._joined: list[IntArray] = []  # sparse row arrays already made candidates
-        # (rows, values) -> _lowers of them, for weighers that hand out the same arrays
-        self._lows: tuple[IntArray, FloatArray, tuple[float, float] | None] | None = None
+        # (dense set, _Sparse) of the last sparse terms seen: the scheduler hands out the
+        # same terms while the weighers hand out the same arrays
+        self._lows: list[tuple[DenseSet, _Sparse]] = []
         self._tiers: list[tuple[IntArray, float]] = []  # (hosts, theta once they join)
         self._ran_out = False  # the last miss was the order's: too few candidates above U
-        # (sparse rows, candidates) -> positions of the rows' candidates, which rows they are
-        self._place: tuple[IntArray, IntArray, IntArray, BoolArray | None] | None = None
-        # (columns, A0, wmax, wmin) in the order of the columns at the last build
-        self._linear: tuple[list[int], list[float], list[float], list[float]] = ([], [], [], [])
+        # (sparse rows, candidates, positions of the rows' candidates, which rows they are)
+        self._place: list[tuple[IntArray, IntArray, IntArray, BoolArray | None]] = []
+        # (columns, A0, wmax, wmin, max(|wmax|, |wmin|)) in the order of the columns at the
+        # last build
+        self._linear: tuple[list[int], list[float], list[float], list[float], list[float]] = (
+            [], [], [], [], [])
+        # (dense set, wmax and wmin of its terms' columns), for the dense set last seen
+        self._aligned: tuple[DenseSet, list[float], list[float]] | None = None
 
     # -- building -------------------------------------------------------------------
     def build(self, states: HostStates, terms: Sequence[Term | None]) -> None:
-        """Choose the candidates and measure the others (a few passes over the hosts)."""
-        grid, mask = states.grid, self.mask
+        """Choose the candidates and measure the others (a few passes over the hosts; see
+        :func:`shortlist_build.choose`)."""
+        built = choose(states.grid, self.mask, self.size, self.columns, self.low, terms)
         self.position = states.touch_count
         self.uses = 0
         self.builds += 1
         self._joined = []
-        self.A0, self.beta0 = {}, 0.0
-        shown = {c: np.where(mask, grid[c], -np.inf) for c in self.columns}
-        for t in terms:  # the multipliers over the spans of the whole mask: near enough
-            if not isinstance(t, DenseTerm):
-                continue
-            hi = float(shown[t.row].max())
-            lo = t.minval if t.minval is not None else float(
-                np.where(mask, grid[t.row], np.inf).min())
-            a = t.mult / (hi - lo) if math.isfinite(hi - lo) and hi > lo else 0.0
-            self.A0[t.row] = self.A0.get(t.row, 0.0) + a
-            self.beta0 -= a * lo
-        self.theta, self.wmax, self.wmin = -math.inf, {}, {}
-        self._tiers = []
-        self.complete = int(np.count_nonzero(mask)) <= self.size
-        if self.complete:
-            member: BoolArray = mask.copy()
-        else:
-            linear = np.full(states.n, self.beta0)
-            for c, a in self.A0.items():
-                if a:
-                    linear += grid[c] * a
-            linear[~mask] = -np.inf
-            quota = max(1, self.size // (4 * max(1, len(self.columns))))
-            member = np.zeros(states.n, dtype=np.bool_)
-            for c in self.columns:
-                member |= _top(shown[c], quota)
-                if c in self.low:
-                    member |= _top(-np.where(mask, grid[c], np.inf), quota)
-            member &= mask
-            # the best by linear score, in tiers: the first joins now, the next ones when
-            # the candidates run out (see _promote), each lowering theta to its own level
-            step = max(1, self.size // 2)
-            best = _top(np.where(member, -np.inf, linear), _TIERS * step)
-            ranked = np.flatnonzero(best)
-            ranked = ranked[np.argsort(-linear[ranked], kind="stable")]
-            levels = linear[ranked].tolist()
-            rest = float(np.where(best | member, -np.inf, linear).max())
-            self._tiers = [(ranked[k:k + step], levels[k + step] if k + step < len(levels)
-                            else rest) for k in range(0, len(ranked), step)]
-            first, self.theta = self._tiers.pop(0) if self._tiers else (ranked, rest)
-            member[first] = True
-            others = mask & ~member
-            if others.any():
-                cols = list(self.columns)
-                values = grid[cols]
-                tops = np.where(others, values, -np.inf).max(axis=1).tolist()
-                lows = np.where(others, values, np.inf).min(axis=1).tolist()
-                self.wmax = dict(zip(cols, tops, strict=True))
-                self.wmin = dict(zip(cols, lows, strict=True))
-            else:
-                self.complete = True
-                self._tiers = []
-        self.member = member
-        self.rows = np.flatnonzero(member)
+        self.A0, self.beta0, self.theta = built.A0, built.beta0, built.theta
+        self.wmax, self.wmin, self._tiers = built.wmax, built.wmin, built.tiers
+        self.complete = built.complete
+        self.member = built.member
+        self.rows = np.flatnonzero(built.member)
         self.X = None
         cols = list(self.A0)
-        self._linear = (cols, [self.A0[c] for c in cols], [self.wmax.get(c, 0.0) for c in cols],
-                        [self.wmin.get(c, 0.0) for c in cols])
+        highs = [self.wmax.get(c, 0.0) for c in cols]
+        lows = [self.wmin.get(c, 0.0) for c in cols]
+        self._linear = (cols, [self.A0[c] for c in cols], highs, lows,
+                        [max(abs(h), abs(w)) for h, w in zip(highs, lows, strict=True)])
+        self._aligned = None
 
     def _follow(self, states: HostStates) -> bool:
         """Make the hosts touched since the last look candidates, and refresh their values;
         False when the shortlist must be built again (too many joined, or the record of
         changes was dropped)."""
-        touched = states.touched_since(self.position)
-        if touched is None:
+        start = self.position - states.touched_base
+        if start < 0:
             return False
-        if touched:
-            self.position = states.touch_count
-            member, mask = self.member, self.mask
-            assert member is not None
-            moved = [r for r in set(touched) if mask[r]]
+        touched = states.touched
+        if start == len(touched):
+            return True
+        self.position = states.touched_base + len(touched)
+        mask, member = self.mask, self.member
+        assert member is not None
+        new = set(touched[start:])
+        if len(new) == 1:  # most often: the host the last decision claimed, a candidate
+            row = new.pop()
+            if not mask[row]:
+                return True
+            moved = [row]
+            joining = [] if member[row] else moved
+        else:
+            moved = [r for r in new if mask[r]]
             joining = [r for r in moved if not member[r]]
-            if joining:
-                self._add(np.array(joining, dtype=np.int64))
-                return self.complete or len(self.rows) <= 3 * self.size
-            if len(moved) > 2:
-                self.X = None  # one gather costs less than patching many columns
-            elif moved and self.X is not None:
-                X, grid = self.X, states.grid_head(self.top)
-                for row, at in zip(moved, np.searchsorted(self.rows, moved).tolist(),
-                                   strict=True):
-                    X[:, at] = grid[:, row]  # basic indexing: far cheaper than fancy here
+        if joining:
+            self._add(np.array(joining, dtype=np.int64))
+            return self.complete or len(self.rows) <= 3 * self.size
+        X = self.X
+        if X is None or not moved:
+            return True
+        grid = states.grid_head(self.top)
+        if len(moved) == 1:  # basic indexing: far cheaper than fancy here
+            row = moved[0]
+            X[:, int(self.rows.searchsorted(row))] = grid[:, row]
+        elif 8 * len(moved) < len(self.rows):
+            X[:, self.rows.searchsorted(moved)] = grid[:, moved]
+        else:
+            self.X = None  # one gather costs less than patching many columns
         return True
 
     def _join(self, rows: IntArray) -> bool:
@@ -249,8 +214,9 @@ class Shortlist:
     def _add(self, rows: IntArray) -> None:
         assert self.member is not None
         self.member[rows] = True
-        rows = np.sort(rows)  # new to the list, so no repeats
-        self.rows = np.insert(self.rows, np.searchsorted(self.rows, rows), rows)
+        merged = np.concatenate((self.rows, rows))  # new to the list, so no repeats
+        merged.sort()
+        self.rows = merged
         self.X = None
 
     # -- deciding -------------------------------------------------------------------
@@ -263,7 +229,8 @@ class Shortlist:
         ``asks`` is :func:`asks_column`'s; ``terms`` are the weighers' in order (None for
         one that adds nothing), the dense ones laid out in ``dense``.
         """
-        lowering = [self._lowers(t) if isinstance(t, SparseTerm) else None for t in terms]
+        sparse = [self._sparse(i, t, dense) for i in dense.rest
+                  if isinstance(t := terms[i], SparseTerm)]
         for attempt in (0, 1):
             if self.member is None or not self._follow(states):
                 self.build(states, terms)
@@ -271,35 +238,41 @@ class Shortlist:
                 if self.uses <= _REBUILD_AFTER:
                     return None
                 self.build(states, terms)
-            for t, low in zip(terms, lowering, strict=True):
-                if isinstance(t, SparseTerm) and low is None and t.mult:
-                    raising = t.rows[t.values * t.mult > 0]  # they could lead: candidates
-                    if len(raising) and not self._join(raising):
-                        return None
+            for _i, _t, _low, raising, _sinks in sparse:
+                if raising is not None and not self._join(raising):
+                    return None
             self.uses += 1
-            got = self._rank(states, asks, masks, terms, lowering, dense, need)
+            got = self._rank(states, asks, masks, terms, sparse, dense, need)
             while got is None and self._ran_out and self._promote():
-                got = self._rank(states, asks, masks, terms, lowering, dense, need)
+                got = self._rank(states, asks, masks, terms, sparse, dense, need)
             if got is not None or self.uses == 1:
                 return got
         return None
 
-    def _lowers(self, t: SparseTerm) -> tuple[float, float] | None:
-        seen = self._lows
-        if seen is not None and seen[0] is t.rows and seen[1] is t.values:
-            return seen[2]
-        found = lowers(t)
-        self._lows = (t.rows, t.values, found)
+    def _sparse(self, i: int, t: SparseTerm, dense: DenseSet) -> _Sparse:
+        """(position, term, :func:`lowers` of it, the weighed rows the term could raise to
+        the lead or None, whether its weighed hosts sink (:func:`sinks`)), worked out once
+        for the same term in the same plan."""
+        for seen, found in self._lows:
+            if found[1] is t and found[0] == i and seen is dense:
+                return found
+        low = lowers(t)
+        raising = None
+        if low is None and t.mult:
+            raising = t.rows[t.values * t.mult > 0]  # they could lead: candidates
+            if not len(raising):
+                raising = None
+        found = (i, t, low, raising, low is not None and sinks(t, low, dense.spans[i]))
+        self._lows = [(dense, found), *self._lows[:3]]
         return found
 
     def _rank(self, states: HostStates, asks: FloatArray, masks: Sequence[BoolArray],
-              terms: Sequence[Term | None], lowering: list[tuple[float, float] | None],
-              dense: DenseSet,
+              terms: Sequence[Term | None], sparse: list[_Sparse], dense: DenseSet,
               need: int) -> tuple[list[tuple[int, float]], bool] | None:
         cand = self.rows
         X = self.X
         if X is None:
-            X = self.X = np.take(states.grid_head(self.top), cand, axis=1)
+            X = self.X = states.grid_head(self.top).take(cand, axis=1)
         fit = X[:ROOM_ROWS] >= asks  # ResourceFit
         passing = fit[0] & fit[1]
         passing &= fit[2]
@@ -309,34 +282,40 @@ class Shortlist:
         if count < 2:
             self._miss("fewer than 2 pass")  # Nova weighs nothing then
             return None
-        found = dense_terms(X, passing, dense, self.wmax, self.wmin)
+        aligned = self._aligned
+        if aligned is None or aligned[0] is not dense:
+            aligned = self._aligned = (dense, [self.wmax.get(r, -math.inf) for r in dense.rows],
+                                       [self.wmin.get(r, math.inf) for r in dense.rows])
+        found = dense_terms(X, passing, dense, aligned[1], aligned[2])
         if found is None:
             self._miss("normalization")
             return None
-        block, coef, los = found
-        score: FloatArray | None = None
-        c0_sum = mult_sum = 0.0
+        block, coef, los, mult_sum = found
+        if dense.first:  # the dense terms lead: add them up at once, then the others
+            score = dense_sum(block) if dense.count else np.zeros(len(cand))
+            steps = sparse
+        else:  # interleaved: one by one, in the weighers' order
+            score = np.zeros(len(cand))
+            steps = sorted([*sparse, *((i, None, None, None, False)
+                                       for i, k in enumerate(dense.at) if k >= 0)], key=_first)
+        c0_sum = 0.0
         bounded: list[IntArray] = []  # candidates whose score is an upper bound only
         sunk = False  # candidates that fell below every host without a weight
-        for t, at, low in zip(terms, dense.at, lowering, strict=True):
-            if t is None:
+        for i, t, low, _raising, sink in steps:
+            if t is None:  # a dense term, interleaved: 0 + x is x, as the full pass starts
+                k = dense.at[i]
+                if coef[k]:  # lo == hi: _add_dense adds nothing
+                    score += block[k]
                 continue
-            if at >= 0:
-                if not coef[at]:
-                    continue  # lo == hi: _add_dense adds nothing
-                mult_sum += abs(t.mult)  # a passing host weighs at most |mult| here
-                score = block[at] if score is None else np.add(score, block[at], out=score)
-                continue
-            assert isinstance(t, SparseTerm)
-            if score is None:
-                score = np.zeros(len(cand))
             where, inside = self._places(t.rows, cand)
             if low is not None:
                 if not len(where):
                     continue
-                if lower(t, low, terms, where, inside, score):
+                if sink:
+                    score[where] = -np.inf
                     sunk = True
                 else:
+                    lower(t, low, where, inside, score)
                     bounded.append(where)
                 continue
             c0 = exact_sparse(states, t, asks, self.mask, masks, where, inside, passing, count,
@@ -345,13 +324,11 @@ class Shortlist:
                 self._miss("sparse zeros")
                 return None
             c0_sum += c0
-        if score is None:
-            score = np.zeros(len(cand))
         bound = self._bound(dense.rows, coef, los, c0_sum, mult_sum)
-        score = np.where(passing, score, -np.inf)
+        score[~passing] = -np.inf
         complete = self.complete and not sunk  # those come last: the list would end early
         for where in bounded:  # out of the order, but no host of the order may score less
-            top = float(score[where].max())
+            top = float(np.maximum.reduce(score[where]))
             if top > -math.inf:
                 bound = max(bound, top)
                 score[where] = -np.inf
@@ -359,10 +336,10 @@ class Shortlist:
         items: list[tuple[int, float]] = []
         while len(items) < need:
             j = int(score.argmax())
-            value = float(score[j])
+            value = score.item(j)
             if not value > bound:  # -inf (no passing candidate left) included
                 break
-            items.append((int(cand[j]), value))
+            items.append((cand.item(j), value))
             score[j] = -np.inf
         self._ran_out = len(items) < need and not complete
         if self._ran_out:
@@ -371,9 +348,11 @@ class Shortlist:
         return items, complete
 
     def _places(self, rows: IntArray, cand: IntArray) -> tuple[IntArray, BoolArray | None]:
-        found = self._place
-        if found is None or found[0] is not rows or found[1] is not cand:
-            found = self._place = places(rows, cand)
+        for found in self._place:
+            if found[0] is rows and found[1] is cand:
+                return found[2], found[3]
+        found = places(rows, cand)
+        self._place = [found, *self._place[:2]]
         return found[2], found[3]
 
     def _miss(self, reason: str) -> None:
@@ -386,12 +365,12 @@ class Shortlist:
         """U: no host off the shortlist scores more (see the module docstring)."""
         if self.complete:
             return -math.inf
-        cols, A0, wmax, wmin = self._linear
-        alos = [a * lo for a, lo in zip(coef, los, strict=True)]
+        cols, A0, wmax, wmin, mags = self._linear
+        alos = [a * lo for a, lo in zip(coef, los, strict=True)] if any(los) else None
         if rows != cols:  # other weighers than at the build: line the coefficients up
             A = dict.fromkeys(self.A0, 0.0)
             alo_of = dict.fromkeys(self.A0, 0.0)
-            for row, a, x in zip(rows, coef, alos, strict=True):
+            for row, a, x in zip(rows, coef, alos or [0.0] * len(rows), strict=True):
                 A[row] = A.get(row, 0.0) + a
                 alo_of[row] = alo_of.get(row, 0.0) + x
             cols = list(A)
@@ -400,12 +379,16 @@ class Shortlist:
             A0 = [self.A0.get(c, 0.0) for c in cols]
             wmax = [self.wmax[c] for c in cols]
             wmin = [self.wmin[c] for c in cols]
+            mags = [max(abs(h), abs(w)) for h, w in zip(wmax, wmin, strict=True)]
         theta, beta0 = self.theta, self.beta0
         bound = theta - beta0 + c0_sum
         size = 1.0 + mult_sum + abs(theta) + abs(beta0) + abs(c0_sum)
-        for a, alo, a0, hi, low in zip(coef, alos, A0, wmax, wmin, strict=True):
-            delta = a - a0
-            bound -= alo
-            bound += delta * hi if delta * hi > delta * low else delta * low
-            size += (abs(a) + abs(a0)) * (abs(hi) if abs(hi) > abs(low) else abs(low)) + abs(alo)
+        for a, a0, hi, low, mag in zip(coef, A0, wmax, wmin, mags, strict=True):
+            d = a - a0  # the drift of a coefficient, at its largest over [wmin, wmax]
+            bound += d * hi if d * hi > d * low else d * low
+            size += (abs(a) + abs(a0)) * mag
+        if alos is not None:  # - sum(A * lo)
+            for alo in alos:
+                bound -= alo
+                size += abs(alo)
         return bound + TOLERANCE * size

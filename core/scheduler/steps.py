@@ -86,14 +86,18 @@ def drive(steps: Steps, claimer: Claimer | AsyncClaimer,
         try:
             if type(step) is Claim:
                 try:
-                    _now(claimer.claim(step.row, request, step.instance_uuid))
+                    waits = claimer.claim(step.row, request, step.instance_uuid)
+                    if waits is not None:  # a claimer that waits answers an awaitable
+                        _now(waits)
                     answer = True
                 except ConflictError:
                     answer = False
             elif type(step) is Release:
                 answer = _now(claimer.release(step.row, request, step.instance_uuid))
             else:
-                answer = _now(claimer.candidates(request))
+                answer = claimer.candidates(request)
+                if answer is not None and type(answer) is not np.ndarray:
+                    answer = _now(answer)
         except BaseException as exc:
             error = exc
 

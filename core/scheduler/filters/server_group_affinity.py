@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from nimbus.core.scheduler.host_state import HostStates
 from nimbus.core.scheduler.plugins import BoolArray, HostFilter, ScheduleContext
 from nimbus.core.scheduler.request import RequestSpec
@@ -21,6 +23,7 @@ class ServerGroupAffinityFilter(HostFilter):
         group = request.group
         if group is None or group.policy != "affinity" or not ctx.group_total:
             return None
-        assert ctx.group_counts is not None
-        result: BoolArray = ctx.group_counts > 0
-        return result
+        members = ctx.group
+        if members is None:
+            return np.zeros(states.n, dtype=np.bool_)
+        return members.mask(states.n, members.counts > 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from nimbus.core.scheduler.host_state import HostStates
 from nimbus.core.scheduler.plugins import BoolArray, HostFilter, ScheduleContext
 from nimbus.core.scheduler.request import RequestSpec
@@ -24,8 +26,10 @@ class ServerGroupAntiAffinityFilter(HostFilter):
         group = request.group
         if group is None or group.policy != "anti-affinity" or not ctx.group_total:
             return None
-        assert ctx.group_counts is not None
-        result: BoolArray = ctx.group_counts < group.max_server_per_host
+        result: BoolArray = np.ones(states.n, dtype=np.bool_)
+        members = ctx.group
+        if members is not None:  # only the hosts of members can be full
+            result[members.rows[members.counts >= group.max_server_per_host]] = False
         here = states.host_of(ctx.instance_uuid) if ctx.instance_uuid else None
         if here is not None:
             result[here] = True

@@ -20,17 +20,18 @@ class ServerGroupSoftAffinityWeigher(HostWeigher):
 
     def weights(self, states: HostStates, request: RequestSpec,
                 ctx: ScheduleContext) -> FloatArray | None:
-        """Members per host (batch included); None for other requests."""
-        group = request.group
-        if group is None or group.policy != "soft-affinity" or ctx.group_counts is None:
+        """Members per host (batch included); None for other requests or no members."""
+        found = self.sparse_weights(states, request, ctx)
+        if found is None:
             return None
-        return ctx.group_counts.astype(np.float64)
+        out = np.zeros(states.n, dtype=np.float64)
+        out[found[0]] = found[1]
+        return out
 
     def sparse_weights(self, states: HostStates, request: RequestSpec,
                        ctx: ScheduleContext) -> tuple[IntArray, FloatArray] | None:
-        """The hosts running members, and their counts."""
-        group = request.group
-        if group is None or group.policy != "soft-affinity" or ctx.group_counts is None:
+        """The hosts running members, and their counts (the group's own arrays)."""
+        group, members = request.group, ctx.group
+        if group is None or group.policy != "soft-affinity" or members is None:
             return None
-        rows = np.flatnonzero(ctx.group_counts)
-        return rows, ctx.group_counts[rows].astype(np.float64)
+        return members.rows, members.values()

@@ -145,7 +145,7 @@ def test_server_group_filters(states: HostStates) -> None:
     states.set_instances(0, [("i1", "g"), ("i2", "g")])
     states.set_instances(1, [("i3", "g"), ("i4", None)])
     config = SchedulerConfig()
-    ctx = ScheduleContext(config, group_counts=states.group_counts("g"), group_total=3)
+    ctx = ScheduleContext(config, group=states.group_members("g"), group_total=3)
     anti = RequestSpec.build(1, 1, group=ServerGroupSpec("g", "anti-affinity"))
     assert mask_of(states, "ServerGroupAntiAffinityFilter", anti, ctx) == [False, False, True]
     anti2 = RequestSpec.build(1, 1, group=ServerGroupSpec("g", "anti-affinity", 2))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
@@ -60,11 +62,18 @@ def test_instances_and_group_counts(states: HostStates) -> None:
     counts = states.group_counts("g")
     assert counts is not None and list(counts) == [2, 1]
     assert states.num_instances[0] == 2 and states.io_ops[0] == 2
+    members = states.group_members("g")
+    assert members is not None and members.rows.tolist() == [0, 1] and members.total == 3
     states.remove_instance("i1", io_ops=1)
     states.remove_instance(None, row=0, group="g", io_ops=1)
-    assert list(counts) == [0, 1] and states.io_ops[0] == 0
+    assert list(states.group_counts("g")) == [0, 1] and states.io_ops[0] == 0  # type: ignore[arg-type]
     states.set_instances(1, [("i3", None), ("i4", "g"), ("i5", "g")])
-    assert list(counts) == [0, 2] and states.host_of("i2") is None and states.host_of("i3") == 1
+    assert list(states.group_counts("g")) == [0, 2]  # type: ignore[arg-type]
+    assert states.host_of("i2") is None and states.host_of("i3") == 1
+    members = states.group_members("g")
+    assert members is not None and members.rows.tolist() == [1] and members.total == 2
+    states.remove_host(1)
+    assert states.group_members("g") is None and states.host_of("i3") is None
 
 
 def test_aggregates_remember_hosts_added_later(states: HostStates) -> None:
@@ -97,3 +106,32 @@ def test_copy_is_an_independent_snapshot(states: HostStates) -> None:
     snap.apply_claim(0, 1, 0, 0)
     assert states.vcpus_used[0] == 2 and snap.vcpus_used[0] == 1
     assert np.shares_memory(snap.vcpus_used, snap._buf["vcpus_used"])
+
+
+def test_group_members_kept_current_match_a_fresh_count() -> None:
+    """The view of a group that is read is updated in place of a rebuild: it must always
+    be what counting the members afresh gives."""
+    rng = random.Random(7)
+    states = HostStates()
+    for i in range(12):
+        states.add_host(spec(f"h{i}"))
+    live: list[tuple[int, str]] = []
+    for k in range(400):
+        states.group_members("g")  # read it, so that the next change updates the view
+        if live and rng.random() < 0.4:
+            row, uuid = live.pop(rng.randrange(len(live)))
+            states.remove_instance(uuid)
+        else:
+            row, uuid = rng.randrange(12), f"i{k}"
+            states.add_instance(row, uuid, "g")
+            live.append((row, uuid))
+        members = states.group_members("g")
+        counts = [0] * 12
+        for row, _uuid in live:
+            counts[row] += 1
+        if members is None:
+            assert not live
+            continue
+        assert members.rows.tolist() == [r for r in range(12) if counts[r]]
+        assert members.counts.tolist() == [c for c in counts if c]
+        assert members.total == len(live) and members.rows.dtype == np.int64

@@ -22,6 +22,7 @@ from nimbus.core.scheduler import (
     ServerGroupSpec,
 )
 from nimbus.core.scheduler.shortlist import Shortlist
+from nimbus.core.scheduler.shortlist_terms import dense_sum
 from tests.core.scheduler.reference import Fleet, ReferenceScheduler
 from tests.core.scheduler.strategies import configs, fleets, requests
 from tests.core.scheduler.test_properties import check_invariants, run
@@ -142,3 +143,17 @@ def test_a_sparse_weigher_needs_a_host_without_weight_among_the_candidates() -> 
     assert run(short, request) == run(full, request)
     [sl] = shortlists(short)
     assert sl.misses.get("sparse zeros") == 1
+
+
+def test_the_dense_block_adds_up_row_after_row() -> None:
+    """dense_sum must give the very floats of adding the weighers' scores one by one, in
+    order, as the passes over every host do (np.add.reduce along axis 0 does)."""
+    rng = np.random.default_rng(3)
+    for k in range(1, 8):
+        for n in (1, 7, 8, 9, 100, 1000, 4097):
+            block = rng.standard_normal((k, n)) * 10.0 ** rng.integers(-8, 8, size=(k, 1))
+            block[:, ::5] = 0.0  # a weigher with lo == hi gives 0 to every host
+            total = block[0].copy()
+            for row in block[1:]:
+                total = total + row
+            assert np.array_equal(dense_sum(block), total)
