@@ -242,6 +242,19 @@ class DriverNotSupported(DriverError):
     status = 409
 
 
+def describe(error: BaseException) -> str:
+    """An error as an instance fault's message: a NimbusError's own message, else the
+    exception's type and text."""
+    if isinstance(error, NimbusError):
+        return error.message
+    return f"{type(error).__name__}: {error}"
+
+
+def fault_code(error: BaseException) -> int:
+    """The HTTP status an instance fault records for ``error`` (500 if it has none)."""
+    return error.status if isinstance(error, NimbusError) else 500
+
+
 def _subclasses(cls: type[NimbusError]) -> dict[str, type[NimbusError]]:
     found: dict[str, type[NimbusError]] = {}
     for sub in cls.__subclasses__():

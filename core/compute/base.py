@@ -25,7 +25,7 @@ from nimbus.core.conductor.store_proxy import RemoteStore
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.db.services import ComputeNodeRecord
 from nimbus.core.db.store import Store
-from nimbus.core.errors import DriverNotSupported, NimbusError, NotFound
+from nimbus.core.errors import DriverNotSupported, NimbusError, NotFound, describe, fault_code
 from nimbus.core.messages import message
 from nimbus.core.runtime import Lock
 from nimbus.core.service import Service, ServiceContext, endpoint
@@ -159,15 +159,15 @@ class ComputeBase(Service):
                 await self.db.finish_event(uuid, request_id, event, now=self.wall())
             else:
                 await self.db.finish_event(uuid, request_id, event, now=self.wall(),
-                                           result="Error", traceback=_describe(error))
+                                           result="Error", traceback=describe(error))
         except NotFound:
             pass
 
     async def add_fault(self, uuid: str, error: BaseException) -> None:
         """Record a fault of an instance from the error that caused it."""
-        code = error.status if isinstance(error, NimbusError) else 500
         try:
-            await self.db.add_instance_fault(uuid, code=code, message=_describe(error),
+            await self.db.add_instance_fault(uuid, code=fault_code(error),
+                                             message=describe(error),
                                              now=self.wall(), host=self.host)
         except NotFound:
             pass  # deleted meanwhile: nothing to record it on
@@ -237,16 +237,19 @@ class ComputeBase(Service):
         except NotFound:
             pass
 
-    async def delete_instance_here(self, uuid: str) -> None:
+    async def delete_instance_here(self, uuid: str, inst: InstanceRecord | None = None) -> None:
         """Destroy the guest and everything the instance holds, then soft-delete the record.
 
         A resize waiting for its confirm is confirmed on its way out (the source drops
         the copy it kept, as Nova's delete does), and a shelved instance's image goes.
+        ``inst`` is the record as the caller read it under the instance lock (read here
+        when not given).
         """
-        try:
-            inst: InstanceRecord | None = await self.db.get_instance(uuid)
-        except NotFound:
-            inst = None
+        if inst is None:
+            try:
+                inst = await self.db.get_instance(uuid)
+            except NotFound:
+                inst = None
         await self.driver.destroy(uuid)
         await self.free_allocations(uuid)
         for migration in await self.db.migrations_by_instance(uuid):
@@ -289,9 +292,3 @@ class ComputeBase(Service):
             raise DriverNotSupported(
                 f"the {type(self.driver).__name__} driver of host {self.host} does not "
                 f"support {action}")
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, NimbusError):
-        return error.message
-    return f"{type(error).__name__}: {error}"

@@ -101,13 +101,13 @@ class BuildActions(ComputeBase):
         uuid = msg.instance_uuid
         async with self.instance_lock(uuid):
             try:
-                await self.db.get_instance(uuid)
+                inst = await self.db.get_instance(uuid)
             except NotFound:
                 await self.driver.destroy(uuid)  # already deleted: make sure nothing runs
                 return
             await self.start_event(uuid, msg.request_id, TERMINATE_EVENT)
             try:
-                await self.delete_instance_here(uuid)
+                await self.delete_instance_here(uuid, inst)
             except Exception as exc:
                 await self.add_fault(uuid, exc)
                 await self.set_error(uuid)

@@ -230,7 +230,7 @@ class PeriodicTasks(Repair):
             log.info("%s: reclaiming soft-deleted instance %s", self.host, inst.uuid)
             async with self.instance_lock(inst.uuid):
                 try:
-                    await self.delete_instance_here(inst.uuid)
+                    await self.delete_instance_here(inst.uuid, inst)
                 except NimbusError as exc:  # as a failed terminate: ERROR, deletable again
                     await self.add_fault(inst.uuid, exc)
                     await self.set_error(inst.uuid)

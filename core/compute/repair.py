@@ -130,7 +130,7 @@ class Repair(ComputeBase):
                 return  # a handler that ran meanwhile finished it
             log.info("%s: %s found %s/%s at start-up", self.host, uuid, vm, task)
             if task == states.DELETING:
-                await self.delete_instance_here(uuid)
+                await self.delete_instance_here(uuid, inst)
             elif vm == states.SHELVED_OFFLOADED:  # unshelving here: offloaded again
                 await self._undo_unshelve(inst)
             elif vm == states.BUILDING or task in BUILD_TASKS:

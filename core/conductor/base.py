@@ -11,16 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from nimbus.core.compute import states
+from nimbus.core.compute.base import hand_over
 from nimbus.core.conductor.config import ConductorConfig
+from nimbus.core.db.instance_migrations import MigrationRecord
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.db.store import Store
 from nimbus.core.errors import (
     CapacityExceeded,
     ConfigError,
     ConflictError,
-    NimbusError,
     NotFound,
     RemoteError,
+    describe,
+    fault_code,
     local_error,
 )
 from nimbus.core.scheduler.request import RequestSpec, ServerGroupSpec
@@ -103,16 +106,36 @@ class ConductorBase(Service):
 
     async def fail_instance(self, uuid: str, error: BaseException, **changes: Any) -> None:
         """Put an instance in ERROR with its fault recorded and its allocations freed."""
-        code = error.status if isinstance(error, NimbusError) else 500
         now = self.wall()
         try:
-            await self.store.add_instance_fault(uuid, code=code, message=describe(error),
-                                                now=now, host=self.host)
+            await self.add_fault(uuid, error)
             await self.store.update_instance(uuid, now=now, vm_state=states.ERROR,
                                              task_state=None, **changes)
         except NotFound:
             pass
         await self.free(uuid)
+
+    async def abandon(self, inst: InstanceRecord, mig: MigrationRecord, error: BaseException,
+                      task: str, **changes: Any) -> None:
+        """Undo a move that reached no host: the source allocation back to the instance
+        (dropping any claim on a destination), the migration ``error``, the fault
+        recorded, the task state put back and ``changes`` made (the vm_state stays)."""
+        uuid, now = inst.uuid, self.wall()
+        try:
+            await hand_over(self.store, mig.uuid, uuid, now)  # nothing moved yet: a no-op
+            await self.store.update_migration_status(mig.id, "error", now=now)
+            await self.add_fault(uuid, error)
+            await self.store.update_instance(uuid, now=now, task_state=None,
+                                             expected_task_states=[task], **changes)
+        except (NotFound, ConflictError) as exc:  # deleted meanwhile: the delete frees it
+            log.info("abandoning the move of %s: %s", uuid, exc)
+
+    async def add_fault(self, uuid: str, error: BaseException, message: str | None = None
+                        ) -> None:
+        """Record a fault of an instance from ``error`` (``NotFound`` if it is gone)."""
+        await self.store.add_instance_fault(uuid, code=fault_code(error),
+                                            message=message or describe(error),
+                                            now=self.wall(), host=self.host)
 
     async def group_of(self, uuid: str) -> ServerGroupSpec | None:
         """The server group an instance belongs to, as the scheduler takes it."""
@@ -147,10 +170,3 @@ def instance_request(inst: InstanceRecord, *, flavor: Mapping[str, Any] | None =
         availability_zone=availability_zone or inst.availability_zone, group=group,
         instance_uuids=(inst.uuid,), flavor_name=str(fl.get("name", "")),
         ignore_hosts=ignore_hosts)
-
-
-def describe(error: BaseException) -> str:
-    """An error as a fault message."""
-    if isinstance(error, NimbusError):
-        return error.message
-    return f"{type(error).__name__}: {error}"

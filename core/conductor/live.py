@@ -39,16 +39,16 @@ from nimbus.core.compute.live_migration import (
 )
 from nimbus.core.compute.messages import compute_topic
 from nimbus.core.compute.rebuild import RebuildInstance
-from nimbus.core.conductor.base import ConductorBase, describe, instance_request
+from nimbus.core.conductor.base import ConductorBase, instance_request
 from nimbus.core.db.instance_migrations import MigrationRecord
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.errors import (
-    ConflictError,
     InvalidInput,
     NimbusError,
     NotFound,
     NoValidHost,
     RemoteError,
+    describe,
     local_error,
 )
 from nimbus.core.messages import message
@@ -219,20 +219,3 @@ class LiveTasks(ConductorBase):
             raise local_error(err) from None
         assert isinstance(got, LiveMigrateData)
         return got.data
-
-    async def abandon(self, inst: InstanceRecord, mig: MigrationRecord, error: BaseException,
-                      task: str) -> None:
-        """Undo a move that reached no host: the source allocation back to the instance
-        (dropping any claim on a destination), the migration ``error``, the fault
-        recorded, the task state put back (the vm_state stays)."""
-        uuid, now = inst.uuid, self.wall()
-        try:
-            await hand_over(self.store, mig.uuid, uuid, now)  # nothing moved yet: a no-op
-            await self.store.update_migration_status(mig.id, "error", now=now)
-            code = error.status if isinstance(error, NimbusError) else 500
-            await self.store.add_instance_fault(uuid, code=code, message=describe(error),
-                                                now=now, host=self.host)
-            await self.store.update_instance(uuid, now=now, task_state=None,
-                                             expected_task_states=[task])
-        except (NotFound, ConflictError) as exc:
-            log.info("abandoning the move of %s: %s", uuid, exc)

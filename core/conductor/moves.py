@@ -25,10 +25,10 @@ from nimbus.core.compute import states
 from nimbus.core.compute.base import hand_over
 from nimbus.core.compute.messages import compute_topic
 from nimbus.core.compute.moves import PrepResize
-from nimbus.core.conductor.base import ConductorBase, describe, instance_request
+from nimbus.core.conductor.base import ConductorBase, instance_request
 from nimbus.core.db.instance_migrations import MigrationRecord
 from nimbus.core.db.instance_schema import InstanceRecord
-from nimbus.core.errors import ConflictError, NimbusError, NotFound
+from nimbus.core.errors import NimbusError, NotFound
 from nimbus.core.messages import message
 from nimbus.core.service import endpoint
 
@@ -99,19 +99,8 @@ class MoveTasks(ConductorBase):
 
     async def _abandon(self, inst: InstanceRecord, mig: MigrationRecord,
                        error: BaseException) -> None:
-        """Undo a move that reached no host: the source allocation back on the instance
-        (dropping any claim made for it), the migration ``error``, the fault recorded,
-        the instance idle again (its vm_state unchanged)."""
+        """Undo a resize or migration that reached no host (see ``abandon``); the new
+        flavor is dropped too."""
         if not isinstance(error, NimbusError):
             log.exception("move of %s failed", inst.uuid)
-        uuid, now = inst.uuid, self.wall()
-        try:
-            await hand_over(self.store, mig.uuid, uuid, now)
-            await self.store.update_migration_status(mig.id, "error", now=now)
-            code = error.status if isinstance(error, NimbusError) else 500
-            await self.store.add_instance_fault(uuid, code=code, message=describe(error),
-                                                now=now, host=self.host)
-            await self.store.update_instance(uuid, now=now, task_state=None, new_flavor=None,
-                                             expected_task_states=[states.RESIZE_PREP])
-        except (NotFound, ConflictError) as exc:  # deleted meanwhile: the delete frees it
-            log.info("abandoning the move of %s: %s", uuid, exc)
+        await self.abandon(inst, mig, error, states.RESIZE_PREP, new_flavor=None)

@@ -18,8 +18,8 @@ from typing import Any
 from nimbus.core.compute import states
 from nimbus.core.compute.messages import compute_topic
 from nimbus.core.compute.shelve import UnshelveInstance as UnshelveOnHost
-from nimbus.core.conductor.base import ConductorBase, describe, instance_request
-from nimbus.core.errors import ConflictError, NimbusError, NotFound, NoValidHost
+from nimbus.core.conductor.base import ConductorBase, instance_request
+from nimbus.core.errors import ConflictError, NimbusError, NotFound, NoValidHost, describe
 from nimbus.core.messages import message
 from nimbus.core.service import endpoint
 
@@ -80,14 +80,12 @@ class UnshelveTasks(ConductorBase):
 
     async def _stay_offloaded(self, uuid: str, error: BaseException) -> None:
         """No host for it: the instance stays offloaded, idle, with the fault recorded."""
-        code = error.status if isinstance(error, NimbusError) else 500
         text = describe(error)
         if isinstance(error, NoValidHost) and not text.startswith("No valid host"):
             text = f"No valid host was found. {text}"
         now = self.wall()
         try:
-            await self.store.add_instance_fault(uuid, code=code, message=text,
-                                                now=now, host=self.host)
+            await self.add_fault(uuid, error, text)
             await self.store.update_instance(uuid, now=now, task_state=None,
                                              expected_task_states=[states.UNSHELVING])
         except (NotFound, ConflictError) as exc:

@@ -63,6 +63,15 @@ class Cloud:
     def logs(self) -> str:
         return self.stderr.read_text()[-4000:]
 
+    def stop(self) -> None:
+        """Stop the server as a supervisor would: SIGTERM, then SIGKILL after 10 s."""
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
 
 def start_cloud(tmp: Path) -> Cloud:
     """Start ``nimbus serve`` with every port 0 and wait for its whole banner."""
@@ -93,12 +102,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     try:
         yield running
     finally:
-        running.proc.terminate()
-        try:
-            running.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            running.proc.kill()
-            running.proc.communicate()
+        running.stop()
     assert running.proc.returncode == 0, running.logs()
 
 

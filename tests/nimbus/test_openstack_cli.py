@@ -38,12 +38,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     try:
         yield running
     finally:
-        running.proc.terminate()
-        try:
-            running.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            running.proc.kill()
-            running.proc.communicate()
+        running.stop()
     assert running.proc.returncode == 0, running.logs()
 
 

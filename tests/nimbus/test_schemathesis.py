@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,12 +38,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     try:
         yield running
     finally:
-        running.proc.terminate()
-        try:
-            running.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            running.proc.kill()
-            running.proc.communicate()
+        running.stop()
 
 
 def _seed(catalog: dict[str, str], token: str) -> dict[str, str]:
