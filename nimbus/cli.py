@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own flags")
 
     _add_db_parser(commands)
+    policy = commands.add_parser("policy", help="the API policy rules")
+    policy_actions = policy.add_subparsers(dest="policy_command", metavar="ACTION",
+                                           required=True)
+    policy_actions.add_parser("sample", help="print every rule and its default, as YAML")
+    check = policy_actions.add_parser("check", help="check a policy file; print what it changes")
+    check.add_argument("file", help="YAML or JSON file of rule name -> check string")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -105,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"nimbus {_version()}")
         return 0
+    if args.command == "policy":
+        return _policy(args)
     if args.command == "bench":
         import importlib
 
@@ -122,6 +130,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("unexpected error", exc_info=True)
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return _fail(f"{detail} (--log-level DEBUG shows the traceback)", EXIT_RUNTIME)
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from nimbus.config import PolicySection, load_policy
+    from nimbus.core.policy import DEFAULT_POLICY, sample
+
+    if args.policy_command == "sample":
+        print(sample(), end="")
+        return 0
+    try:
+        policy = load_policy(PolicySection(file=args.file))
+    except ConfigError as exc:
+        return _fail(exc.message, EXIT_USAGE)
+    changed = {name: check for name, check in policy.checks.items()
+               if DEFAULT_POLICY.checks.get(name) != check}
+    for name, check in sorted(changed.items()):
+        print(f'"{name}": "{check}"')
+    print(f"{args.file}: valid, {len(changed)} rule(s) differ from the defaults")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -28,9 +28,11 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import yaml
 
 from nimbus.backends.fake.config import FakeDriverConfig
 from nimbus.core.api.config import ApiConfig
@@ -40,6 +42,7 @@ from nimbus.core.conductor.config import ConductorConfig
 from nimbus.core.errors import ConfigError
 from nimbus.core.identity.config import IdentityConfig
 from nimbus.core.image.config import ImageConfig
+from nimbus.core.policy import DEFAULT_POLICY, Policy, PolicyError
 from nimbus.core.rpc import RpcConfig
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.service import SchedulerServiceConfig
@@ -197,6 +200,35 @@ class FakeDriverSection:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicySection:
+    """The ``[policy]`` section: an operator's policy file (YAML or JSON, rule name ->
+    check string, as Nova's ``policy.yaml``) over the shipped defaults
+    (``nimbus policy sample`` prints them)."""
+
+    file: str = ""
+
+
+def load_policy(section: PolicySection) -> Policy:
+    """The rules in force: the defaults with the file's rules over them; ``ConfigError``
+    naming the file for one that cannot be read or does not parse."""
+    if not section.file:
+        return DEFAULT_POLICY
+    try:
+        data = yaml.safe_load(Path(section.file).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"[policy] file {section.file}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"[policy] file {section.file}: expected a mapping of rule "
+                          "names to check strings")
+    try:
+        return Policy(data)
+    except PolicyError as exc:
+        raise ConfigError(f"[policy] file {section.file}: {exc.message}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class NimbusConfig:
     """Every section, composed; components receive only their own section."""
 
@@ -215,6 +247,7 @@ class NimbusConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     log: LogConfig = field(default_factory=LogConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    policy: PolicySection = field(default_factory=PolicySection)
 
 
 #: Section name -> its dataclass, the fields of NimbusConfig.

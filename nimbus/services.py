@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from nimbus.cloud_files import credentials, fernet_keys, write_clouds_yaml
-from nimbus.config import NimbusConfig
+from nimbus.config import NimbusConfig, load_policy
 from nimbus.core.api.compute.routes import compute_routes
 from nimbus.core.api.compute.wire import ComputeEnv
 from nimbus.core.api.config import ApiConfig
@@ -69,6 +69,8 @@ class CloudProcess:
         self.store = store
         self.urls: dict[str, str] = {}
         self._identity: IdentityLogic | None = None
+        #: the rules every API of the process obeys (``[policy] file`` over the defaults)
+        self.policy = load_policy(config.policy)
 
     def identity(self) -> IdentityLogic:
         """The process's identity logic (the same object for every caller)."""
@@ -78,7 +80,7 @@ class CloudProcess:
             cfg = dataclasses.replace(self.config.identity,
                                       fernet_keys=fernet_keys(self.config))
             self._identity = IdentityLogic.from_config(cfg, self.store, self.runtime,
-                                                       self.catalog())
+                                                       self.catalog(), self.policy)
         return self._identity
 
     def publish(self, service_type: str, url: str) -> None:
@@ -179,9 +181,10 @@ class ApiService(HttpService):
             store, self.rpc, self.runtime,
             service_down_time=config.conductor.service_down_time,
             compute_binary=config.conductor.compute_binary,
-            reclaim_instance_interval=config.compute.reclaim_instance_interval)
+            reclaim_instance_interval=config.compute.reclaim_instance_interval,
+            policy=cloud.policy)
         return ComputeEnv(store, compute, self.runtime, cloud.identity().context_for,
-                          base_url=self.config.public_url)
+                          base_url=self.config.public_url, policy=cloud.policy)
 
 
 class PlacementService(HttpService):
@@ -230,7 +233,7 @@ class ImageService(HttpService):
         blobs = FileBlobStore(self.data_dir, self.runtime)
         blobs.remove_partials()
         env = ImageEnv(_need_store(self.ctx, "image"), blobs, self.runtime,
-                       self.cloud.identity().context_for, self.config)
+                       self.cloud.identity().context_for, self.config, self.cloud.policy)
         return build_image_app(self.api_context(), env)
 
 

@@ -11,6 +11,7 @@ from nimbus.core.context import RequestContext
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.db.store import Store
 from nimbus.core.errors import InstanceInvalidState, InstanceLocked, NotFound, UnexpectedStateError
+from nimbus.core.policy import DEFAULT_POLICY, Policy
 from nimbus.core.rpc import RpcEndpoint
 from nimbus.core.runtime import Runtime
 
@@ -21,8 +22,11 @@ class ApiBase:
     def __init__(self, store: Store, rpc: RpcEndpoint, runtime: Runtime, *,
                  service_down_time: float = 60.0,
                  compute_binary: str = "nimbus-compute",
-                 reclaim_instance_interval: float = 0.0) -> None:
+                 reclaim_instance_interval: float = 0.0,
+                 policy: Policy = DEFAULT_POLICY) -> None:
         self.store = store
+        #: the rules the actions that check roles here obey (live migration, evacuation)
+        self.policy = policy
         self.rpc = rpc
         self.runtime = runtime
         self.service_down_time = service_down_time

@@ -22,17 +22,11 @@ from nimbus.core.compute.rebuild import RebuildInstance
 from nimbus.core.conductor.live import EvacuateInstance, LiveMigrateInstance
 from nimbus.core.context import RequestContext
 from nimbus.core.db.instance_schema import InstanceRecord
-from nimbus.core.errors import Forbidden, InstanceInvalidState, InvalidInput
+from nimbus.core.errors import InstanceInvalidState, InvalidInput
 
 
 class LiveApi(ApiBase):
     """Live migration, evacuation and rebuild (see the module docstring)."""
-
-    @staticmethod
-    def require_admin(ctx: RequestContext, rule: str) -> None:
-        """``Forbidden`` unless the caller is an admin (the policy of ``rule``)."""
-        if not ctx.is_admin:
-            raise Forbidden(f"Policy doesn't allow {rule} to be performed.")
 
     async def require_host_up(self, inst: InstanceRecord) -> None:
         """``InstanceInvalidState`` (409) if the instance's compute service is down."""
@@ -45,7 +39,7 @@ class LiveApi(ApiBase):
                            block_migration: bool = False) -> None:
         """Move a running (or paused) instance to ``host``, or where the scheduler says,
         without stopping it."""
-        self.require_admin(ctx, "os_compute_api:os-migrate-server:migrate_live")
+        self.policy.authorize("os_compute_api:os-migrate-server:migrate_live", ctx)
         inst = await self.get(ctx, uuid)
         self.check_state(inst, "live_migrate")
         await self.require_host_up(inst)
@@ -57,7 +51,7 @@ class LiveApi(ApiBase):
     async def evacuate(self, ctx: RequestContext, uuid: str, host: str | None = None,
                        admin_password: str | None = None) -> None:
         """Rebuild an instance whose host is down on ``host``, or where the scheduler says."""
-        self.require_admin(ctx, "os_compute_api:os-evacuate")
+        self.policy.authorize("os_compute_api:os-evacuate", ctx)
         inst = await self.get(ctx, uuid)
         self.check_state(inst, "evacuate")
         assert inst.host is not None  # the rule needs a host

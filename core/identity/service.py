@@ -38,6 +38,7 @@ from nimbus.core.identity.tokens import (
     new_audit_id,
     token_hash,
 )
+from nimbus.core.policy import DEFAULT_POLICY, Policy
 from nimbus.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,11 @@ class IdentityLogic:
     """Authentication and tokens over the Store (the identity service's logic)."""
 
     def __init__(self, store: Store, runtime: Runtime, *, tokens: FernetTokens,
-                 passwords: Passwords, catalog: Catalog, token_expiration: float = 3600) -> None:
+                 passwords: Passwords, catalog: Catalog, token_expiration: float = 3600,
+                 policy: Policy = DEFAULT_POLICY) -> None:
         self.store = store
+        #: the rules the identity API obeys (``identity:*``)
+        self.policy = policy
         self.runtime = runtime
         self.tokens = tokens
         self.passwords = passwords
@@ -110,13 +114,13 @@ class IdentityLogic:
 
     @classmethod
     def from_config(cls, config: IdentityConfig, store: Store, runtime: Runtime,
-                    catalog: Catalog) -> IdentityLogic:
+                    catalog: Catalog, policy: Policy = DEFAULT_POLICY) -> IdentityLogic:
         """The logic as ``[identity]`` configures it (a key made in memory if none is set)."""
         keys = config.fernet_keys or (generate_key(),)
         passwords = Passwords(runtime, time_cost=config.password_time_cost,
                               memory_kib=config.password_memory_kib)
         return cls(store, runtime, tokens=FernetTokens(keys), passwords=passwords,
-                   catalog=catalog, token_expiration=config.token_expiration)
+                   catalog=catalog, token_expiration=config.token_expiration, policy=policy)
 
     # -- tokens -------------------------------------------------------------------------
 

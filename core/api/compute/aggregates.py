@@ -95,14 +95,14 @@ async def _aggregate(env: ComputeEnv, creq: ComputeRequest) -> AggregateRecord:
 
 async def list_aggregates(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-aggregates``."""
-    creq.require_admin("os_compute_api:os-aggregates:index")
+    creq.authorize("os_compute_api:os-aggregates:index")
     found = await env.store.list_aggregates()
     return json({"aggregates": [_view(creq, a)["aggregate"] for a in found]})
 
 
 async def create_aggregate(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /os-aggregates`` (200, as Nova)."""
-    creq.require_admin("os_compute_api:os-aggregates:create")
+    creq.authorize("os_compute_api:os-aggregates:create")
     body = creq.body(_CREATE)["aggregate"]
     name, zone = body["name"], body.get("availability_zone") or None
     try:
@@ -116,7 +116,7 @@ async def create_aggregate(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def show_aggregate(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-aggregates/{aggregate_id}``."""
-    creq.require_admin("os_compute_api:os-aggregates:show")
+    creq.authorize("os_compute_api:os-aggregates:show")
     return json(_view(creq, await _aggregate(env, creq)))
 
 
@@ -135,7 +135,7 @@ async def _check_new_zone(env: ComputeEnv, agg: AggregateRecord, zone: Any, why:
 
 async def update_aggregate(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``PUT /os-aggregates/{aggregate_id}``: a new name and/or zone."""
-    creq.require_admin("os_compute_api:os-aggregates:update")
+    creq.authorize("os_compute_api:os-aggregates:update")
     agg = await _aggregate(env, creq)
     body = creq.body(_UPDATE)["aggregate"]
     name = body["name"].strip() if "name" in body else None
@@ -153,7 +153,7 @@ async def update_aggregate(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def delete_aggregate(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /os-aggregates/{aggregate_id}``: 200 and no body; 400 while it has hosts."""
-    creq.require_admin("os_compute_api:os-aggregates:delete")
+    creq.authorize("os_compute_api:os-aggregates:delete")
     agg = await _aggregate(env, creq)
     await env.store.delete_aggregate(agg.id, env.runtime.wall_time())
     return Response(200, None)
@@ -232,11 +232,11 @@ async def _set_metadata(env: ComputeEnv, agg: AggregateRecord,
 async def aggregate_action(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /os-aggregates/{aggregate_id}/action``: ``add_host``, ``remove_host`` or
     ``set_metadata``; the aggregate after."""
-    creq.require_admin("os_compute_api:os-aggregates:action")
     body = creq.body()
     name = next(iter(body), None) if isinstance(body, dict) else None
     if name not in _ACTIONS:
         raise InvalidInput(f"There is no such action: {name}")
+    creq.authorize(f"os_compute_api:os-aggregates:{name}")
     validate(body, _ACTIONS[name])
     agg = await _aggregate(env, creq)
     if name == "add_host":
@@ -251,7 +251,7 @@ async def aggregate_action(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def cache_images(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /os-aggregates/{aggregate_id}/images`` (2.81): accepted, nothing to do on
     the fake hypervisors, which keep no image cache."""
-    creq.require_admin("compute:aggregates:images")
+    creq.authorize("os_compute_api:os-aggregates:images")
     body = creq.body(_IMAGES)
     ids = [item["id"] for item in body["cache"]]
     if len(set(ids)) != len(ids):

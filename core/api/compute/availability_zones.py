@@ -61,7 +61,7 @@ async def list_zones(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def list_zones_detail(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-availability-zone/detail`` (admin): the hosts and services of each zone."""
-    creq.require_admin("os_compute_api:os-availability-zone:detail")
+    creq.authorize("os_compute_api:os-availability-zone:detail")
     services = await _zoned_services(env)
     available, unavailable = _split(services)
     hosts: dict[str, dict[str, dict[str, Any]]] = {}

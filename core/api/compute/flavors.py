@@ -235,7 +235,7 @@ async def create_flavor(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /flavors`` (admin): 200 with the new flavor; no or a null id makes a uuid."""
     # the body is checked before the policy, as Nova's validation decorators do
     vals = creq.body(CREATE_V255 if creq.at_least(55) else CREATE)["flavor"]
-    creq.require_admin("os_compute_api:os-flavor-manage:create")
+    creq.authorize("os_compute_api:os-flavor-manage:create")
     raw_id = vals.get("id")
     flavorid = str(raw_id) if raw_id not in (None, "") else env.runtime.new_id()
     name = vals["name"].strip()
@@ -259,7 +259,7 @@ async def create_flavor(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def update_flavor(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``PUT /flavors/{flavor_id}`` (2.55, admin): change the description only."""
     description = creq.body(UPDATE)["flavor"]["description"]
-    creq.require_admin("os_compute_api:os-flavor-manage:update")
+    creq.authorize("os_compute_api:os-flavor-manage:update")
     flavorid = creq.param("flavor_id")
     try:
         updated = await env.store.update_flavor_description(
@@ -271,7 +271,7 @@ async def update_flavor(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def delete_flavor(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /flavors/{flavor_id}`` (admin): 202."""
-    creq.require_admin("os_compute_api:os-flavor-manage:delete")
+    creq.authorize("os_compute_api:os-flavor-manage:delete")
     flavorid = creq.param("flavor_id")
     try:
         await env.store.delete_flavor(flavorid, env.runtime.wall_time())
@@ -294,7 +294,7 @@ async def list_specs(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def create_specs(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /flavors/{flavor_id}/os-extra_specs`` (admin): merge; echoes the body."""
     body = creq.body(SPECS_CREATE)
-    creq.require_admin("os_compute_api:os-flavor-extra-specs:create")
+    creq.authorize("os_compute_api:os-flavor-extra-specs:create")
     f = await visible_flavor(env, creq, creq.param("flavor_id"))
     await env.store.set_flavor_extra_specs(
         f.flavorid, _spec_strings(body["extra_specs"]), env.runtime.wall_time())
@@ -317,7 +317,7 @@ async def show_spec(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def update_spec(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``PUT /flavors/{flavor_id}/os-extra_specs/{key}`` (admin): body ``{key: value}``."""
     body = creq.body(SPEC_UPDATE)
-    creq.require_admin("os_compute_api:os-flavor-extra-specs:update")
+    creq.authorize("os_compute_api:os-flavor-extra-specs:update")
     if creq.param("key") not in body:
         raise InvalidInput("Request body and URI mismatch")
     f = await visible_flavor(env, creq, creq.param("flavor_id"))
@@ -328,7 +328,7 @@ async def update_spec(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def delete_spec(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /flavors/{flavor_id}/os-extra_specs/{key}`` (admin): 200, no body."""
-    creq.require_admin("os_compute_api:os-flavor-extra-specs:delete")
+    creq.authorize("os_compute_api:os-flavor-extra-specs:delete")
     f = await visible_flavor(env, creq, creq.param("flavor_id"))
     key = creq.param("key")
     if key not in f.extra_specs:
@@ -343,7 +343,7 @@ def _access_view(flavorid: str, projects: Iterable[str]) -> dict[str, Any]:
 
 async def list_access(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /flavors/{flavor_id}/os-flavor-access`` (admin): who may use a private flavor."""
-    creq.require_admin("os_compute_api:os-flavor-access")
+    creq.authorize("os_compute_api:os-flavor-access")
     f = await visible_flavor(env, creq, creq.param("flavor_id"))
     if f.is_public:
         raise NotFound("Access list not available for public flavors.")
@@ -359,7 +359,7 @@ async def flavor_action(env: ComputeEnv, creq: ComputeRequest) -> Response:
                            f"{next(iter(body)) if isinstance(body, dict) and body else ''}")
     action = next(iter(body))
     adding = action == "addTenantAccess"
-    creq.require_admin("os_compute_api:os-flavor-access:"
+    creq.authorize("os_compute_api:os-flavor-access:"
                        + ("add_tenant_access" if adding else "remove_tenant_access"))
     tenant = creq.body({"type": "object", "properties": {action: _TENANT},
                         "required": [action], "additionalProperties": False})[action]["tenant"]

@@ -118,7 +118,7 @@ def _with_servers(creq: ComputeRequest) -> bool:
 
 async def _listing(env: ComputeEnv, creq: ComputeRequest, detail: bool) -> Response:
     """``GET /os-hypervisors`` and ``/os-hypervisors/detail``."""
-    creq.require_admin("os_compute_api:os-hypervisors:list" + ("-detail" if detail else ""))
+    creq.authorize("os_compute_api:os-hypervisors:list" + ("-detail" if detail else ""))
     if creq.at_least(53):
         check_query(creq, ("limit", "marker", "hypervisor_hostname_pattern", "with_servers"),
                     strict=True, single=("limit", "marker", "hypervisor_hostname_pattern",
@@ -180,7 +180,7 @@ async def _find(env: ComputeEnv, creq: ComputeRequest, hypervisor_id: str) -> Hy
 
 async def show_hypervisor(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-hypervisors/{hypervisor_id}`` (``?with_servers`` from 2.53)."""
-    creq.require_admin("os_compute_api:os-hypervisors:show")
+    creq.authorize("os_compute_api:os-hypervisors:show")
     if creq.at_least(53):
         check_query(creq, ("with_servers",), strict=True, single=("with_servers",))
     hyp = await _find(env, creq, creq.param("hypervisor_id"))
@@ -190,7 +190,7 @@ async def show_hypervisor(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def hypervisor_uptime(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-hypervisors/{hypervisor_id}/uptime`` (until 2.87)."""
-    creq.require_admin("os_compute_api:os-hypervisors:uptime")
+    creq.authorize("os_compute_api:os-hypervisors:uptime")
     hyp = await _find(env, creq, creq.param("hypervisor_id"))
     uptime = await _uptime(env, hyp[1])
     if uptime is None:
@@ -201,14 +201,14 @@ async def hypervisor_uptime(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def search_hypervisors(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-hypervisors/{pattern}/search`` (until 2.52)."""
-    creq.require_admin("os_compute_api:os-hypervisors:search")
+    creq.authorize("os_compute_api:os-hypervisors:search")
     found = await _hypervisors(env, creq.param("pattern"))
     return json({"hypervisors": [await _view(env, creq, h, detail=False) for h in found]})
 
 
 async def hypervisor_servers(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-hypervisors/{pattern}/servers`` (until 2.52)."""
-    creq.require_admin("os_compute_api:os-hypervisors:servers")
+    creq.authorize("os_compute_api:os-hypervisors:servers")
     found = await _hypervisors(env, creq.param("pattern"))
     return json({"hypervisors": [await _view(env, creq, h, detail=False, servers=True)
                                  for h in found]})
@@ -216,7 +216,7 @@ async def hypervisor_servers(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def hypervisor_statistics(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-hypervisors/statistics`` (until 2.87): sums over enabled compute hosts."""
-    creq.require_admin("os_compute_api:os-hypervisors:statistics")
+    creq.authorize("os_compute_api:os-hypervisors:statistics")
     totals = dict.fromkeys(("count", "vcpus", "memory_mb", "local_gb", "vcpus_used",
                             "memory_mb_used", "local_gb_used", "free_ram_mb", "free_disk_gb",
                             "current_workload", "running_vms", "disk_available_least"), 0)

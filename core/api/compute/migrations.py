@@ -28,7 +28,6 @@ from nimbus.core.api.compute.instance_actions import (
 )
 from nimbus.core.api.compute.server_actions_moves import (
     one,
-    require_admin,
     visible_instance,
 )
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route
@@ -80,7 +79,7 @@ def migration_view(creq: ComputeRequest, m: MigrationRecord) -> dict[str, Any]:
 
 async def list_migrations(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-migrations`` (admin)."""
-    require_admin(creq, "os_compute_api:os-migrations:index")
+    creq.authorize("os_compute_api:os-migrations:index")
     query = check_query(creq, _query_props(creq), closed=creq.at_least(59))
     limit, marker = limit_and_marker(query) if creq.at_least(59) else (0, None)
     since, before = time_window(query) if creq.at_least(59) else (None, None)
@@ -126,7 +125,7 @@ def server_migration_view(creq: ComputeRequest, m: MigrationRecord) -> dict[str,
 async def _server(env: ComputeEnv, creq: ComputeRequest, rule: str) -> str:
     uuid = creq.param("server_id")
     await visible_instance(env, creq, uuid)
-    require_admin(creq, f"os_compute_api:servers:migrations:{rule}")
+    creq.authorize(f"os_compute_api:servers:migrations:{rule}")
     return uuid
 
 

@@ -137,7 +137,7 @@ async def update_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
     project_id = creq.param("tenant_id")
     names = quota_resources(creq)
     vals = creq.body(_body_schema("quota_set", names, True))["quota_set"]
-    creq.require_admin("os_compute_api:os-quota-sets:update")
+    creq.authorize("os_compute_api:os-quota-sets:update")
     user_id = _user(creq)
     force = parse_bool(vals.get("force", False), "force")
     wanted = {r: int(v) for r, v in vals.items() if r != "force" and r not in NETWORK}
@@ -158,7 +158,7 @@ async def update_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def delete_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /os-quota-sets/{project_id}`` (admin): back to the defaults; 202."""
-    creq.require_admin("os_compute_api:os-quota-sets:delete")
+    creq.authorize("os_compute_api:os-quota-sets:delete")
     project_id = creq.param("tenant_id")
     user_id = _user(creq)
     if user_id is not None:
@@ -170,7 +170,7 @@ async def delete_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def show_class(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-quota-class-sets/{id}`` (admin)."""
-    creq.require_admin("os_compute_api:os-quota-class-sets:show")
+    creq.authorize("os_compute_api:os-quota-class-sets:show")
     name = creq.param("class_name")
     limits = with_network(await env.store.get_quota_class(name))
     return json({"quota_class_set": _view(class_resources(creq), limits, name)})
@@ -181,7 +181,7 @@ async def update_class(env: ComputeEnv, creq: ComputeRequest) -> Response:
     defaults of every project)."""
     names = class_resources(creq)
     vals = creq.body(_body_schema("quota_class_set", names, False))["quota_class_set"]
-    creq.require_admin("os_compute_api:os-quota-class-sets:update")
+    creq.authorize("os_compute_api:os-quota-class-sets:update")
     name = creq.param("class_name")
     if not 1 <= len(name) <= 255:
         raise InvalidInput("quota_class_name has a length of 1 to 255 characters")

@@ -33,7 +33,6 @@ from nimbus.core.api.compute.server_actions_moves import (
     new_password,
     obj,
     one,
-    require_admin,
     visible_instance,
 )
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route, validate
@@ -123,7 +122,7 @@ async def unshelve(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) 
         validate(body, _UNSHELVE_V291 if creq.at_least(91) else _UNSHELVE_V277)
         args = body["unshelve"] or {}
         if "host" in args:
-            require_admin(creq, "os_compute_api:os-shelve:unshelve_to_host")
+            creq.authorize("os_compute_api:os-shelve:unshelve_to_host")
             raise InvalidInput("Unshelving to a chosen host is not supported by this cloud.")
         zone = args.get("availability_zone")
     else:
@@ -136,7 +135,7 @@ async def shelve_offload(env: ComputeEnv, creq: ComputeRequest, uuid: str,
                          body: Any) -> Response:
     """``shelveOffload``: an admin action by Nova's default policy."""
     validate(body, one("shelveOffload", {}))
-    require_admin(creq, "os_compute_api:os-shelve:shelve_offload")
+    creq.authorize("os_compute_api:os-shelve:shelve_offload")
     await env.compute.shelve_offload(creq.ctx, uuid)
     return accepted()
 
@@ -149,7 +148,7 @@ async def reset_state(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: An
     """``os-resetState`` (admin): set the vm_state to active or error and clear the task,
     whatever they were (an operator's repair; no lock or state check, as in Nova)."""
     validate(body, _RESET_STATE)
-    require_admin(creq, "os_compute_api:os-admin-actions:reset_state")
+    creq.authorize("os_compute_api:os-admin-actions:reset_state")
     await env.store.update_instance(uuid, now=env.runtime.wall_time(),
                                     vm_state=body["os-resetState"]["state"], task_state=None)
     await env.compute.record_action(creq.ctx, uuid, "resetState")

@@ -23,7 +23,7 @@ from nimbus.core.api.compute import server_views as views
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, validate
 from nimbus.core.api.http import Response
 from nimbus.core.db.instance_schema import InstanceRecord
-from nimbus.core.errors import Forbidden, InvalidInput, NotFound
+from nimbus.core.errors import InvalidInput, NotFound
 
 #: ``handler(env, creq, server_id, body)`` for one action key.
 ActionHandler = Callable[[ComputeEnv, ComputeRequest, str, Any], Awaitable[Response]]
@@ -82,12 +82,6 @@ def truthy(value: object) -> bool:
 def accepted() -> Response:
     """202 with no body, the answer of most actions."""
     return json(None, 202)
-
-
-def require_admin(creq: ComputeRequest, rule: str) -> None:
-    """403 naming Nova's policy rule unless the caller is an admin."""
-    if not creq.ctx.is_admin:
-        raise Forbidden(f"Policy doesn't allow {rule} to be performed.")
 
 
 def new_password(env: ComputeEnv, length: int = 12) -> str:
@@ -172,7 +166,7 @@ async def migrate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) -
     if creq.at_least(56):
         validate(body, _MIGRATE)
         host = (body["migrate"] or {}).get("host")
-    require_admin(creq, "os_compute_api:os-migrate-server:migrate"
+    creq.authorize("os_compute_api:os-migrate-server:migrate"
                   + (":host" if host else ""))
     await env.compute.migrate(creq.ctx, uuid, host)
     return accepted()
@@ -194,7 +188,7 @@ async def live_migrate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: A
     validate(body, one("os-migrateLive", schema))
     args = body["os-migrateLive"]
     host = args.get("host")
-    require_admin(creq, "os_compute_api:os-migrate-server:migrate_live"
+    creq.authorize("os_compute_api:os-migrate-server:migrate_live"
                   + (":host" if host else ""))
     if truthy(args.get("force", False)) and not host:
         raise InvalidInput("Can't force to a non-provided destination")
@@ -224,7 +218,7 @@ async def evacuate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) 
               _EVACUATE_V229 if creq.at_least(29) and not creq.at_least(68) else _EVACUATE_V214)
     validate(body, one("evacuate", schema))
     args = body["evacuate"]
-    require_admin(creq, "os_compute_api:os-evacuate")
+    creq.authorize("os_compute_api:os-evacuate")
     host = args.get("host")
     if truthy(args.get("force", False)) and not host:
         raise InvalidInput("Can't force to a non-provided destination")

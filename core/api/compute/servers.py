@@ -177,7 +177,7 @@ async def create_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
         raise InvalidInput("Unable to allocate a hostname to multiple instances: give "
                            "the hostname only when creating a single instance.")
     if server.get("host") or server.get("hypervisor_hostname"):
-        creq.require_admin("compute:servers:create:requested_destination")
+        creq.authorize("os_compute_api:servers:create:requested_destination")
         raise InvalidInput("Requesting a destination host is not supported.")
     flavor = await flavor_for_create(env, ctx, server["flavorRef"])
     image_id, disks = root_and_disks(server)

@@ -188,7 +188,7 @@ def service_view(env: ComputeEnv, creq: ComputeRequest, svc: ServiceRecord,
 
 async def list_services(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-services`` (``?host``, ``?binary``)."""
-    creq.require_admin("os_compute_api:os-services:list")
+    creq.authorize("os_compute_api:os-services:list")
     check_query(creq, ("host", "binary"), strict=creq.at_least(75))
     found = await env.store.list_services(host=creq.query("host") or None,
                                           binary=creq.query("binary") or None)
@@ -233,7 +233,7 @@ async def _save(env: ComputeEnv, svc: ServiceRecord, *, disabled: bool, reason: 
 
 async def update_service(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``PUT /os-services/{service_id}``: by uuid from 2.53, an action name before."""
-    creq.require_admin("os_compute_api:os-services:update")
+    creq.authorize("os_compute_api:os-services:update")
     if not creq.at_least(53):
         return await _update_by_action(env, creq, creq.param("service_id"))
     svc = await find_service(env, creq, creq.param("service_id"))
@@ -290,7 +290,7 @@ async def _update_by_action(env: ComputeEnv, creq: ComputeRequest, action: str) 
 async def delete_service(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /os-services/{service_id}``: 409 while a compute service hosts instances;
     its host leaves its aggregates and its resource providers go."""
-    creq.require_admin("os_compute_api:os-services:delete")
+    creq.authorize("os_compute_api:os-services:delete")
     service_id = creq.param("service_id")
     try:
         svc = await find_service(env, creq, service_id)

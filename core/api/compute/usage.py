@@ -129,7 +129,7 @@ def _links(creq: ComputeRequest, collection: str, usages: list[dict[str, Any]],
 
 async def list_usage(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-simple-tenant-usage`` (admin): every project's usage."""
-    creq.require_admin("os_compute_api:os-simple-tenant-usage:list")
+    creq.authorize("os_compute_api:os-simple-tenant-usage:list")
     allowed = ("start", "end", "detailed") + (("limit", "marker") if creq.at_least(40) else ())
     check_query(creq, allowed, strict=creq.at_least(75))
     detailed = creq.query("detailed", "0") == "1"

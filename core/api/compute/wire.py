@@ -19,7 +19,7 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jsonschema
 import msgspec
@@ -30,7 +30,8 @@ from nimbus.core.api.http import JSON_TYPE, ApiContext, Request, Response, Route
 from nimbus.core.compute.api import ComputeAPI
 from nimbus.core.context import RequestContext
 from nimbus.core.db.store import Store
-from nimbus.core.errors import ApiError, Forbidden, InvalidInput, NimbusError
+from nimbus.core.errors import ApiError, InvalidInput, NimbusError
+from nimbus.core.policy import DEFAULT_POLICY, Policy
 from nimbus.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class ComputeEnv:
     max_version: Version = MAX_VERSION
     #: public base URL (``http://h:8774``) for links; empty: from the Host header
     base_url: str = ""
+    #: the rules in force (``[policy] file`` over the shipped defaults)
+    policy: Policy = DEFAULT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,7 @@ class ComputeRequest:
     ctx: RequestContext
     version: Version
     base_url: str
+    policy: Policy = DEFAULT_POLICY
 
     def at_least(self, minor: int) -> bool:
         """Whether the request is served at microversion 2.``minor`` or later."""
@@ -98,10 +102,30 @@ class ComputeRequest:
         """A bookmark link (no version), as Nova builds them."""
         return "/".join([f"{self.base_url}/{self.ctx.project_id}", *parts])
 
-    def require_admin(self, what: str = "this action") -> None:
-        """``Forbidden`` unless the caller is an admin (Nova's default admin policy)."""
-        if not self.ctx.is_admin:
-            raise Forbidden(f"Policy doesn't allow {what} to be performed.")
+    def allows(self, rule: str, owner: Owned | Mapping[str, object] | None = None) -> bool:
+        """Whether the policy lets the caller do ``rule`` to what ``owner`` owns (a
+        record with ``project_id``/``user_id``, a target mapping, or by default the
+        caller's own project)."""
+        return self.policy.allows(rule, self.ctx, target_of(owner))
+
+    def authorize(self, rule: str, owner: Owned | Mapping[str, object] | None = None) -> None:
+        """403 in Nova's words (``Policy doesn't allow <rule> to be performed.``)
+        unless :meth:`allows`."""
+        self.policy.authorize(rule, self.ctx, target_of(owner))
+
+
+class Owned(Protocol):
+    """A record some project (and user) owns: an instance, a key pair, a group."""
+
+    @property
+    def project_id(self) -> str: ...
+
+
+def target_of(owner: Owned | Mapping[str, object] | None) -> Mapping[str, object] | None:
+    """The policy target for ``owner``: its ``project_id`` and ``user_id``."""
+    if owner is None or isinstance(owner, Mapping):
+        return owner
+    return {"project_id": owner.project_id, "user_id": getattr(owner, "user_id", None)}
 
 
 #: A Compute API handler.
@@ -183,7 +207,7 @@ async def _answer(env: ComputeEnv, ctx: ApiContext, req: Request, handler: Compu
         if version < first or (last is not None and version > last):
             raise ApiError(404, f"The resource could not be found at microversion {version}.")
         base = env.base_url.rstrip("/") or ctx.public_url(req)
-        resp = await handler(env, ComputeRequest(req, caller, version, base))
+        resp = await handler(env, ComputeRequest(req, caller, version, base, env.policy))
     except NimbusError as exc:
         if exc.status >= 500:
             log.warning("%s %s failed: %s", req.method, req.path, exc.message)

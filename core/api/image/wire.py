@@ -33,6 +33,7 @@ from nimbus.core.image.blobs import BlobStore
 from nimbus.core.image.config import ImageConfig
 from nimbus.core.image.data import Download
 from nimbus.core.image.errors import GlanceError, bad_request, explanation_of
+from nimbus.core.policy import DEFAULT_POLICY, Policy
 from nimbus.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class ImageEnv:
     runtime: Runtime
     authenticate: Authenticator
     config: ImageConfig = field(default_factory=ImageConfig)
+    #: the rules in force (``[policy] file`` over the shipped defaults)
+    policy: Policy = DEFAULT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
