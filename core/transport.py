@@ -82,6 +82,10 @@ class InProcessTransport:
         self.latency = latency
         self.metrics = metrics
         self.faults: list[FaultHook] = []
+        #: envelopes on their way (sent, latency not yet over), by the first word of
+        #: their topic (``compute``, ``conductor``, ``reply``...): the queues a
+        #: simulation plots
+        self.in_flight: dict[str, int] = {}
         self._endpoints: dict[str, Deliver] = {}
         self._topics: dict[str, list[str]] = {}
         self._next: dict[str, int] = {}
@@ -141,7 +145,13 @@ class InProcessTransport:
             if delay <= 0.0:
                 self._deliver(env, address)
             else:
-                self.runtime.call_later(delay, self._deliver, env, address)
+                queue = env.topic.partition(".")[0]
+                self.in_flight[queue] = self.in_flight.get(queue, 0) + 1
+                self.runtime.call_later(delay, self._arrive, queue, env, address)
+
+    def _arrive(self, queue: str, env: Envelope, address: str) -> None:
+        self.in_flight[queue] -= 1
+        self._deliver(env, address)
 
     def _deliver(self, env: Envelope, address: str) -> None:
         deliver = self._endpoints.get(address)

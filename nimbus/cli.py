@@ -59,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own flags")
 
+    sim = commands.add_parser(
+        "sim", help="run a capacity simulation of a scenario file (virtual time)")
+    sim.add_argument("scenario", help="scenario TOML file (see sim/scenarios/README.md)")
+    sim.add_argument("--seed", type=int, help="seed (default: the scenario's)")
+    sim.add_argument("--out", metavar="DIR",
+                     help="write report.json, report.txt, metrics.prom and plots here")
+    sim.add_argument("--compare", metavar="FILE",
+                     help="also run the workload under the [scheduler] table of FILE and "
+                          "print both side by side")
+    sim.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    sim.add_argument("--json", action="store_true", help="print the JSON report, not text")
+    sim.add_argument("--log-level", metavar="LEVEL", default="ERROR",
+                     help="DEBUG, INFO, WARNING, ERROR (default), ...")
     _add_db_parser(commands)
     policy = commands.add_parser("policy", help="the API policy rules")
     policy_actions = policy.add_subparsers(dest="policy_command", metavar="ACTION",
@@ -113,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "policy":
         return _policy(args)
+    if args.command == "sim":
+        from nimbus.sim.main import main as sim_main
+
+        try:
+            return sim_main(args)
+        except ConfigError as exc:
+            return _fail(exc.message, EXIT_USAGE)
     if args.command == "bench":
         import importlib
 

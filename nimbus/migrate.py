@@ -18,6 +18,7 @@ every row.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 import nimbus.core.db
-from nimbus.core.errors import ConfigError, DatabaseError
+from nimbus.core.errors import ConfigError, ConflictError, DatabaseError
 from nimbus.db import SqlDatabase, translate
 
 #: The scripts: env.py, script.py.mako, versions/.
@@ -127,11 +128,24 @@ async def downgrade(db: SqlDatabase, revision: str) -> str | None:
     return await _run(db, _downgrade, revision)
 
 
+#: Times ``prepare`` tries an SQLite upgrade that finds the file locked.
+SQLITE_UPGRADE_ATTEMPTS = 6
+
+
 async def prepare(db: SqlDatabase) -> str:
     """Make the schema ready to serve: upgrade SQLite to head; others must be at head."""
     want = head()
     if db.dialect == "sqlite":
-        await upgrade(db, want)
+        # another process upgrading the same file holds its lock longer than SQLite's
+        # busy timeout on a loaded machine: wait for it, then find the schema at head
+        for attempt in range(SQLITE_UPGRADE_ATTEMPTS):
+            try:
+                await upgrade(db, want)
+                break
+            except ConflictError:
+                if attempt == SQLITE_UPGRADE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
         return want
     have = await current(db)
     if have != want:

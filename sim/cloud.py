@@ -37,6 +37,14 @@ from nimbus.core.service import ServiceContext
 from nimbus.core.transport import Transport
 
 
+@dataclass(frozen=True, slots=True)
+class HostSetup:
+    """One host's own driver settings and compute config (a host class's)."""
+
+    driver_config: Mapping[str, Any]
+    compute_config: ComputeConfig | None = None
+
+
 @dataclass
 class Cloud:
     """The started services of one cloud, and the API that drives them."""
@@ -131,10 +139,11 @@ async def start_cloud(
     conductor_config: ConductorConfig | None = None,
     scheduler_config: SchedulerServiceConfig | None = None,
     filters: SchedulerConfig | None = None, metrics: Metrics | None = None,
-    rpc_timeout: float = 30.0,
+    rpc_timeout: float = 30.0, setups: Mapping[str, HostSetup] | None = None,
 ) -> Cloud:
     """Start a conductor, the compute ``hosts`` (each on its own ``driver``) and a
-    scheduler on ``transport`` and ``store``; returns them with a ComputeAPI."""
+    scheduler on ``transport`` and ``store``; returns them with a ComputeAPI.
+    ``setups`` gives hosts their own driver and compute settings."""
     metrics = metrics if metrics is not None else Metrics()
 
     def ctx(host: str, *, with_store: bool = True) -> ServiceContext:
@@ -146,8 +155,9 @@ async def start_cloud(
     computes: dict[str, ComputeService] = {}
     drivers: dict[str, HypervisorDriver] = {}
     for host in host_names(hosts):
-        drivers[host] = driver(DriverContext(runtime, host, dict(driver_config or {})))
-        svc = ComputeService(ctx(host, with_store=False), drivers[host], compute_config)
+        setup = (setups or {}).get(host) or HostSetup(driver_config or {}, compute_config)
+        drivers[host] = driver(DriverContext(runtime, host, dict(setup.driver_config)))
+        svc = ComputeService(ctx(host, with_store=False), drivers[host], setup.compute_config)
         await svc.start()
         computes[host] = svc
     scheduler = SchedulerService(ctx("scheduler-1"), scheduler_config, filters)

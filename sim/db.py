@@ -46,6 +46,7 @@ from sqlalchemy.sql.expression import Executable
 from nimbus.core.db.database import Params, Row, TxBody, retryable
 from nimbus.core.db.meta import metadata
 from nimbus.core.errors import DatabaseError, DuplicateError
+from nimbus.core.runtime import Runtime
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -266,7 +267,10 @@ class SimDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        #: with a runtime, each transaction first waits ``delay`` seconds (a slow database)
+        self.runtime = runtime
+        self.delay = 0.0
         self.raw = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False,
                                    cached_statements=1024)
         self.raw.execute("PRAGMA foreign_keys=ON")
@@ -351,6 +355,8 @@ class SimDatabase:
     async def transact(self, body: TxBody[T], *, conflict_retries: int = 0) -> T:
         """Run ``body`` in a transaction; see :class:`nimbus.core.db.database.Database`."""
         attempts = 0
+        if self.delay > 0.0 and self.runtime is not None:
+            await self.runtime.sleep(self.delay)
         while True:
             if self.raw.in_transaction:
                 raise DatabaseError(

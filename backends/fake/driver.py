@@ -17,7 +17,7 @@ import hashlib
 import heapq
 import json
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 
@@ -25,7 +25,7 @@ from nimbus.core.compute import driver as d
 from nimbus.core.compute.driver import DriverContext, GuestSpec, MigrateData
 from nimbus.core.compute.states import CRASHED, POWER_PAUSED, POWER_SUSPENDED, RUNNING, SHUTDOWN
 from nimbus.core.compute.states import POWER_STATE_NAMES as NAMES
-from nimbus.core.errors import DriverError, DriverNotSupported, NotFound
+from nimbus.core.errors import ConfigError, DriverError, DriverNotSupported, NotFound
 
 from .config import NEEDS, OPERATIONS, FakeDriverConfig
 
@@ -77,6 +77,16 @@ class FakeDriver:
     def crash(self, uuid: str) -> None:
         """The guest crashes: power state CRASHED."""
         self._set(self._guest(uuid), CRASHED, "crashed")
+
+    def set_failure_rates(self, rates: Mapping[str, float]) -> None:
+        """From now on operations fail at ``rates`` (operation -> probability) on top of
+        the host's rate; operations not named go back to the configured rates."""
+        cfg = self.config
+        unknown = sorted(set(rates) - set(OPERATIONS))
+        if unknown:
+            raise ConfigError(f"fake driver: no operation {unknown[0]!r}")
+        self._fail_p = {op: 1.0 - (1.0 - rates.get(op, cfg.failure_rates.get(op, 0.0)))
+                        * (1.0 - cfg.host_failure_rate) for op in OPERATIONS}
 
     def lose_all(self) -> None:
         """The host loses power: every guest is SHUTDOWN, incoming migrations are gone."""

@@ -127,7 +127,7 @@ class ComputeAPI(PowerApi, MoveApi, LiveApi, ShelveApi, ApiBase):
         if uuid is None:
             return None
         group = await self.store.get_server_group(uuid)
-        if not ctx.is_admin and group.project_id != ctx.project_id:
+        if group.project_id != ctx.project_id and not self.is_admin(ctx):
             raise NotFound(f"Instance group {uuid} could not be found.")
         per_host = int(group.rules.get("max_server_per_host", 1))
         return ServerGroupSpec(group.uuid, group.policy, per_host)
@@ -209,19 +209,29 @@ class ComputeAPI(PowerApi, MoveApi, LiveApi, ShelveApi, ApiBase):
         if reason is not None:
             meta["locked_reason"] = reason
         await self.store.update_instance(uuid, now=self.wall(), locked=True,
-                                         locked_by="admin" if ctx.is_admin else "owner",
+                                         locked_by=_lock_side(ctx, inst),
                                          system_metadata=meta)
         await self.record_action(ctx, uuid, "lock")
 
     async def unlock(self, ctx: RequestContext, uuid: str) -> None:
-        """Unlock an instance; one locked by an admin only an admin may unlock."""
+        """Unlock an instance; a lock taken from the other side (an admin's, for the
+        owner) needs ``os-lock-server:unlock:unlock_override``."""
         inst = await self.get(ctx, uuid)
-        if inst.locked and inst.locked_by == "admin" and not ctx.is_admin:
+        if (inst.locked and inst.locked_by not in (None, _lock_side(ctx, inst))
+                and not self.policy.allows("os_compute_api:os-lock-server:unlock:"
+                                           "unlock_override", ctx,
+                                           {"project_id": inst.project_id})):
             raise InstanceLocked(f"Instance {uuid} was locked by an administrator")
         meta = {k: v for k, v in inst.system_metadata.items() if k != "locked_reason"}
         await self.store.update_instance(uuid, now=self.wall(), locked=False, locked_by=None,
                                          system_metadata=meta)
         await self.record_action(ctx, uuid, "unlock")
+
+
+def _lock_side(ctx: RequestContext, inst: InstanceRecord) -> str:
+    """Who a lock by ``ctx`` is taken by, as Nova records it: the owner's project, or an
+    administrator from another."""
+    return "owner" if ctx.project_id == inst.project_id else "admin"
 
 
 def _hostname(display: str | None, uuid: str) -> str:

@@ -25,7 +25,8 @@ class ApiBase:
                  reclaim_instance_interval: float = 0.0,
                  policy: Policy = DEFAULT_POLICY) -> None:
         self.store = store
-        #: the rules the actions that check roles here obey (live migration, evacuation)
+        #: the rules the role checks here obey (who sees every project, who ignores
+        #: locks, live migration, evacuation)
         self.policy = policy
         self.rpc = rpc
         self.runtime = runtime
@@ -34,6 +35,11 @@ class ApiBase:
         #: above 0, deletes are soft (restorable until the host reclaims them)
         self.reclaim_instance_interval = reclaim_instance_interval
 
+    def is_admin(self, ctx: RequestContext) -> bool:
+        """Whether the policy's ``context_is_admin`` makes the caller an administrator
+        (sees every project's instances, acts on locked ones), as Nova's context is."""
+        return self.policy.allows("context_is_admin", ctx)
+
     def wall(self) -> float:
         """Seconds since the epoch as the Runtime tells it."""
         return self.runtime.wall_time()
@@ -41,13 +47,13 @@ class ApiBase:
     async def get(self, ctx: RequestContext, uuid: str) -> InstanceRecord:
         """An instance the caller may see; ``NotFound`` for another project's (non-admin)."""
         inst = await self.store.get_instance(uuid)
-        if not ctx.is_admin and inst.project_id != ctx.project_id:
+        if inst.project_id != ctx.project_id and not self.is_admin(ctx):
             raise NotFound(f"Instance {uuid} could not be found.")
         return inst
 
     def check_lock(self, ctx: RequestContext, inst: InstanceRecord) -> None:
         """``InstanceLocked`` if the instance is locked and the caller is not an admin."""
-        if inst.locked and not ctx.is_admin:
+        if inst.locked and not self.is_admin(ctx):
             raise InstanceLocked(f"Instance {inst.uuid} is locked")
 
     @staticmethod

@@ -168,7 +168,8 @@ async def _requested_network(api: ApiBase, ctx: RequestContext, uuid: str) -> Ne
         net = await api.store.get_network_by_uuid(uuid)
     except NotFound:
         net = None
-    if net is None or (net.project_id not in (None, ctx.project_id) and not ctx.is_admin):
+    if net is None or (net.project_id not in (None, ctx.project_id)
+                       and not api.is_admin(ctx)):
         raise InvalidInput(f"Network {uuid} could not be found.")
     return net
 

@@ -25,6 +25,10 @@ from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.errors import InstanceInvalidState, InvalidInput
 
 
+def _target(inst: InstanceRecord) -> dict[str, object]:
+    return {"project_id": inst.project_id, "user_id": inst.user_id}
+
+
 class LiveApi(ApiBase):
     """Live migration, evacuation and rebuild (see the module docstring)."""
 
@@ -39,8 +43,9 @@ class LiveApi(ApiBase):
                            block_migration: bool = False) -> None:
         """Move a running (or paused) instance to ``host``, or where the scheduler says,
         without stopping it."""
-        self.policy.authorize("os_compute_api:os-migrate-server:migrate_live", ctx)
         inst = await self.get(ctx, uuid)
+        self.policy.authorize("os_compute_api:os-migrate-server:migrate_live", ctx,
+                              _target(inst))
         self.check_state(inst, "live_migrate")
         await self.require_host_up(inst)
         await self.begin(ctx, uuid, "live_migrate", task_state=states.MIGRATING,
@@ -51,8 +56,8 @@ class LiveApi(ApiBase):
     async def evacuate(self, ctx: RequestContext, uuid: str, host: str | None = None,
                        admin_password: str | None = None) -> None:
         """Rebuild an instance whose host is down on ``host``, or where the scheduler says."""
-        self.policy.authorize("os_compute_api:os-evacuate", ctx)
         inst = await self.get(ctx, uuid)
+        self.policy.authorize("os_compute_api:os-evacuate", ctx, _target(inst))
         self.check_state(inst, "evacuate")
         assert inst.host is not None  # the rule needs a host
         if host is not None and host == inst.host:

@@ -63,6 +63,11 @@ def forbidden(explanation: str) -> GlanceError:
     return GlanceError(403, explanation)
 
 
+def denied(action: str) -> GlanceError:
+    """Glance's 403 for a policy rule that does not allow ``action``."""
+    return forbidden(f"You are not authorized to complete {action} action.")
+
+
 def forbidden_detail(detail: str) -> GlanceError:
     """A 403 keeping webob's explanation, the sentence as detail (``HTTPForbidden(msg)``)."""
     return GlanceError(403, None, detail)

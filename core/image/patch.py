@@ -15,16 +15,16 @@ removing an absent property a 409, a value the schema refuses a 400.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nimbus.core.context import RequestContext
 from nimbus.core.db.images import PROJECT_LEN, ImageRecord
 from nimbus.core.image.errors import (
     GlanceError,
     bad_request,
     conflict_detail,
+    denied,
     forbidden,
     forbidden_detail,
     too_large,
@@ -45,6 +45,11 @@ READONLY = frozenset({"created_at", "updated_at", "status", "checksum", "size",
 #: What belongs to the service (``_reserved_properties``, and the ``os_glance`` namespace).
 RESERVED = frozenset({"location", "locations", "deleted", "deleted_at", "stores"})
 RESERVED_PREFIX = "os_glance"
+#: Whether the caller may do a policy action (``publicize_image``) on the image at hand.
+Allowed = Callable[[str], bool]
+#: The policy action each visibility needs beyond the create or modify rule.
+VISIBILITY_ACTIONS: Mapping[str, str] = {"public": "publicize_image",
+                                         "community": "communitize_image"}
 #: The base attributes a patch may set (never remove).
 MUTABLE = ("name", "visibility", "protected", "os_hidden", "disk_format", "container_format",
            "min_disk", "min_ram", "owner", "tags")
@@ -152,10 +157,12 @@ def _check_change(change: Change) -> None:
         validate_image({root: change.value})
 
 
-def check_visibility_change(ctx: RequestContext, visibility: Any) -> None:
-    """Making an image public needs ``admin`` (Glance's ``publicize_image``)."""
-    if visibility == "public" and not ctx.is_admin:
-        raise forbidden("You are not authorized to complete publicize_image action.")
+def check_visibility_change(allowed: Allowed, visibility: Any) -> None:
+    """Making an image public or community needs Glance's ``publicize_image`` or
+    ``communitize_image`` rule (admin only, and the owner, by default)."""
+    action = VISIBILITY_ACTIONS.get(visibility) if isinstance(visibility, str) else None
+    if action is not None and not allowed(action):
+        raise denied(action)
 
 
 def check_owner(owner: Any) -> None:
@@ -166,9 +173,10 @@ def check_owner(owner: Any) -> None:
                           f"than {PROJECT_LEN} characters")
 
 
-def apply_patch(ctx: RequestContext, image: ImageRecord, changes: list[Change], *,
+def apply_patch(allowed: Allowed, image: ImageRecord, changes: list[Change], *,
                 property_quota: int, tag_quota: int) -> ImagePatch:
-    """Fold ``changes`` over ``image`` as Glance's controller applies them, in order."""
+    """Fold ``changes`` over ``image`` as Glance's controller applies them, in order;
+    ``allowed`` answers the policy for this caller and image."""
     base: dict[str, Any] = {k: getattr(image, k) for k in MUTABLE if k != "tags"}
     base["tags"] = list(image.tags)
     props: dict[str, str | None] = dict(image.properties)
@@ -181,10 +189,10 @@ def apply_patch(ctx: RequestContext, image: ImageRecord, changes: list[Change], 
                 raise conflict_detail(f"Property {root} does not exist.")
             del props[root]
             continue
-        if root == "owner" and not ctx.is_admin:
+        if root == "owner" and not allowed("context_is_admin"):
             raise forbidden_detail("Owner can't be updated by non admin.")
         if root == "visibility":
-            check_visibility_change(ctx, change.value)
+            check_visibility_change(allowed, change.value)
         if change.op == "add" and change.draft == 4 and (root in base or root in props):
             raise conflict_detail(f"Property {root} already present.")
         if root in base:

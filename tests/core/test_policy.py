@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from nimbus.core.context import RequestContext
-from nimbus.core.policy import DEFAULT_POLICY, DEFAULTS, Policy, PolicyError, PolicyNotAuthorized, sample
+from nimbus.core.policy import (
+    DEFAULT_POLICY,
+    DEFAULTS,
+    Policy,
+    PolicyError,
+    PolicyNotAuthorized,
+    sample,
+)
 
 ADMIN = RequestContext("admin", "p-admin", "r", ("admin", "member", "reader"))
 MEMBER = RequestContext("u1", "p1", "r", ("member", "reader"))

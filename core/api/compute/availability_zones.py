@@ -53,6 +53,7 @@ def _summary(zone: str, available: bool) -> dict[str, Any]:
 
 async def list_zones(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-availability-zone``: zone names and whether they are available."""
+    creq.authorize("os_compute_api:os-availability-zone:list")
     available, unavailable = _split(await _zoned_services(env))
     info = [_summary(z, True) for z in available if z != INTERNAL_ZONE]
     info += [_summary(z, False) for z in unavailable if z != INTERNAL_ZONE]

@@ -4,8 +4,9 @@ specs (``os-extra_specs``) and who may use a private one (``os-flavor-access``).
 Shapes follow Nova per microversion: a description from 2.55, extra specs inside
 the flavor from 2.61, ``swap`` an integer (not ``""`` for none) from 2.75, and
 unknown query parameters refused from 2.75. A private flavor is visible only to
-admins and to the projects it is shared with; to anyone else it does not exist.
-Managing flavors, their specs and their access is for admins.
+admins (``context_is_admin``) and to the projects it is shared with; to anyone
+else it does not exist. Every handler checks its Nova policy rule; by default
+managing flavors, their specs and their access is for admins.
 
 The paging helpers here (:func:`page_params`, :func:`next_links`,
 :func:`check_query`) are shared with the keypair list.
@@ -147,7 +148,8 @@ def flavor_view(creq: ComputeRequest, f: FlavorRecord) -> dict[str, Any]:
     }
     if creq.at_least(55):
         out["description"] = f.description
-    if creq.at_least(61):
+    # Nova leaves the specs out for a caller who may not list them
+    if creq.at_least(61) and creq.allows("os_compute_api:os-flavor-extra-specs:index"):
         out["extra_specs"] = dict(f.extra_specs)
     return out
 
@@ -163,7 +165,7 @@ async def visible_flavor(env: ComputeEnv, creq: ComputeRequest, flavorid: str) -
         f = await env.store.get_flavor(flavorid)
     except NotFound:
         raise _not_found(flavorid) from None
-    if not f.is_public and not creq.ctx.is_admin and (
+    if not f.is_public and not creq.allows("context_is_admin") and (
             creq.ctx.project_id not in await env.store.list_flavor_access(flavorid)):
         raise _not_found(flavorid)
     return f
@@ -190,7 +192,7 @@ async def _listed(env: ComputeEnv, creq: ComputeRequest) -> tuple[list[FlavorRec
         raise InvalidInput(f"Invalid input for query parameters {bad[0]}. Value: {bad[1]}.")
     is_public: bool | None = True
     disabled: bool | None = False
-    if creq.ctx.is_admin:
+    if creq.allows("context_is_admin"):
         disabled = None  # only admins see every kind of flavor
         text = creq.query("is_public")
         if text is not None:
@@ -207,6 +209,7 @@ async def _listed(env: ComputeEnv, creq: ComputeRequest) -> tuple[list[FlavorRec
 # -- handlers --------------------------------------------------------------------------
 async def list_flavors(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /flavors``: id, name and links of the flavors the caller may use."""
+    creq.authorize("os_compute_api:flavors:index")
     found, limit = await _listed(env, creq)
     body: dict[str, Any] = {"flavors": [brief_view(creq, f) for f in found]}
     links = next_links(creq, [f.flavorid for f in found], limit, "flavors")
@@ -217,6 +220,7 @@ async def list_flavors(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def list_flavors_detail(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /flavors/detail``: the same flavors in full."""
+    creq.authorize("os_compute_api:flavors:index")
     found, limit = await _listed(env, creq)
     body: dict[str, Any] = {"flavors": [flavor_view(creq, f) for f in found]}
     links = next_links(creq, [f.flavorid for f in found], limit, "flavors/detail")
@@ -227,6 +231,7 @@ async def list_flavors_detail(env: ComputeEnv, creq: ComputeRequest) -> Response
 
 async def show_flavor(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /flavors/{flavor_id}``."""
+    creq.authorize("os_compute_api:flavors:show")
     return json({"flavor": flavor_view(creq, await visible_flavor(
         env, creq, creq.param("flavor_id")))})
 
@@ -287,6 +292,7 @@ def _spec_strings(specs: dict[str, Any]) -> dict[str, str]:
 
 async def list_specs(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /flavors/{flavor_id}/os-extra_specs``."""
+    creq.authorize("os_compute_api:os-flavor-extra-specs:index")
     f = await visible_flavor(env, creq, creq.param("flavor_id"))
     return json({"extra_specs": dict(f.extra_specs)})
 
@@ -307,6 +313,7 @@ def _no_spec(flavorid: str, key: str) -> NotFound:
 
 async def show_spec(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /flavors/{flavor_id}/os-extra_specs/{key}``: ``{key: value}``."""
+    creq.authorize("os_compute_api:os-flavor-extra-specs:show")
     f = await visible_flavor(env, creq, creq.param("flavor_id"))
     key = creq.param("key")
     if key not in f.extra_specs:

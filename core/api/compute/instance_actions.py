@@ -4,10 +4,12 @@ The list shows a server's actions newest first; from 2.58 it pages (``limit``,
 ``marker`` = a request id, a ``links`` next link when a page is full) and
 filters by ``changes-since`` (and ``changes-before`` from 2.66) on the action's
 last update, and each action carries ``updated_at``. From 2.21 a deleted
-server's actions are shown too. One action shows its events: to admins at
-every version (with ``traceback``, and ``host`` from 2.62), to the server's
-project from 2.51 without those; everyone gets the obfuscated ``hostId`` from
-2.62 and admins the event ``details`` from 2.84 (Nova's default policy).
+server's actions are shown too. Listing and showing are
+``os-instance-actions:list`` and ``:show`` against the server. One action shows
+its events: with ``os-instance-actions:events`` (admins) at every version, with
+``traceback`` (and ``host`` from 2.62); to the others from 2.51 without those;
+everyone gets the obfuscated ``hostId`` from 2.62, and ``events:details`` the
+event ``details`` from 2.84 (Nova's policy).
 
 Paging helpers shared with ``os-migrations`` live here too.
 """
@@ -84,6 +86,7 @@ def next_links(creq: ComputeRequest, count: int, limit: int, last: str,
     return [{"rel": "next", "href": f"{creq.link(*parts)}?{urlencode(params)}"}]
 
 
+_RULE = "os_compute_api:os-instance-actions:"
 _TIMES = {"type": "string"}
 _LIST_V258 = {"limit": NON_NEGATIVE, "marker": {"type": "string"}, "changes-since": _TIMES}
 _LIST_V266 = {**_LIST_V258, "changes-before": _TIMES}
@@ -98,17 +101,17 @@ def _action_view(creq: ComputeRequest, a: InstanceActionRecord) -> dict[str, Any
     return view
 
 
-def _event_view(creq: ComputeRequest, e: ActionEventRecord, project_id: str) -> dict[str, Any]:
-    admin = creq.ctx.is_admin
+def _event_view(creq: ComputeRequest, e: ActionEventRecord, project_id: str, *,
+                all_events: bool, details: bool) -> dict[str, Any]:
     view: dict[str, Any] = {"event": e.event, "start_time": nova_time(e.start_time),
                             "finish_time": nova_time(e.finish_time), "result": e.result}
-    if admin:
+    if all_events:
         view["traceback"] = e.traceback
         if creq.at_least(62):
             view["host"] = e.host or ""
     if creq.at_least(62):
         view["hostId"] = host_id(project_id, e.host)
-    if admin and creq.at_least(84):
+    if details:
         view["details"] = e.details
     return view
 
@@ -117,6 +120,7 @@ async def list_actions(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{id}/os-instance-actions``."""
     uuid = creq.param("server_id")
     inst = await visible_instance(env, creq, uuid, read_deleted=creq.at_least(21))
+    creq.authorize(_RULE + "list", inst)
     if not creq.at_least(58):
         check_query(creq, {}, closed=False)
         found = await env.store.list_actions(uuid)
@@ -141,14 +145,18 @@ async def show_action(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{id}/os-instance-actions/{request_id}``."""
     uuid, request_id = creq.param("server_id"), creq.param("request_id")
     inst = await visible_instance(env, creq, uuid, read_deleted=creq.at_least(21))
+    creq.authorize(_RULE + "show", inst)
     try:
         action, events = await env.store.get_action(uuid, request_id)
     except NotFound:
         raise NotFound(f"Action {request_id} not found") from None
     view = _action_view(creq, action)
-    if creq.ctx.is_admin or creq.at_least(51):
+    all_events = creq.allows(_RULE + "events", inst)
+    details = creq.at_least(84) and creq.allows(_RULE + "events:details", inst)
+    if all_events or creq.at_least(51):
         project = action.project_id or inst.project_id
-        view["events"] = [_event_view(creq, e, project) for e in events]
+        view["events"] = [_event_view(creq, e, project, all_events=all_events,
+                                      details=details) for e in events]
     return json({"instanceAction": view})
 
 

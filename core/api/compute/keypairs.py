@@ -1,7 +1,8 @@
 """``/os-keypairs``: a user's SSH keys (and x509 certificates) by name.
 
-A keypair belongs to a user, not to a project: nobody but its user (and an
-admin, who from 2.10 names the user with ``user_id``) sees it. Importing a
+A keypair belongs to a user, not to a project: the ``os-keypairs:*`` rules
+are checked against the user asked about, so by default nobody but its user
+(and an admin, who from 2.10 names the user with ``user_id``) sees it. Importing a
 public key computes its fingerprint as Nova does (MD5 of the key blob, colon
 separated; SHA-1 of the DER for an x509 certificate). Without a public key,
 Nova before 2.92 generates an RSA key pair and hands back the private key
@@ -32,7 +33,6 @@ from nimbus.core.db.flavors import KeypairRecord
 from nimbus.core.errors import (
     ApiError,
     DuplicateError,
-    Forbidden,
     InvalidInput,
     NotFound,
     QuotaExceeded,
@@ -151,12 +151,11 @@ def keypair_view(creq: ComputeRequest, k: KeypairRecord, *, full: bool = False,
 
 # -- handlers --------------------------------------------------------------------------
 def _owner(creq: ComputeRequest, asked: str | None, action: str) -> str:
-    """Whose keypairs a request is about: ``asked`` (2.10+) or the caller; 403 if not
-    the caller's and the caller is no admin."""
+    """Whose keypairs a request is about: ``asked`` (2.10+) or the caller; 403 unless
+    ``os_compute_api:os-keypairs:<action>`` allows it for that user (by default the
+    user themself, or an admin)."""
     user_id = (asked if creq.at_least(10) else None) or creq.ctx.user_id
-    if user_id != creq.ctx.user_id and not creq.ctx.is_admin:
-        raise Forbidden(f"Policy doesn't allow os_compute_api:os-keypairs:{action} to be "
-                        "performed.")
+    creq.authorize(f"os_compute_api:os-keypairs:{action}", {"user_id": user_id})
     return user_id
 
 

@@ -2,8 +2,9 @@
 
 The CLI calls it without a microversion header (so at 2.1) and with a literal
 ``?reserved=False``, which Nova ignores before 2.75 and refuses from it, as
-every unknown query parameter. An admin may ask for another project with
-``?tenant_id``; anyone else asking so is refused (403). The limits are the
+every unknown query parameter. Asking for a project with ``?tenant_id`` needs
+``os_compute_api:limits:other_project`` (admins by default; 403 for anyone else,
+even naming their own project, as Nova). The limits are the
 project's (not a user's), usage counted over the project. Fields leave with
 microversions: the nova-network ones at 2.36, ``maxImageMeta`` at 2.39, the
 personality (injected file) ones at 2.57. ``rate`` is always an empty list.
@@ -17,7 +18,6 @@ from nimbus.core.api.compute.flavors import check_query
 from nimbus.core.api.compute.quotas import NETWORK, usage, with_network
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route
 from nimbus.core.api.http import Response, Route
-from nimbus.core.errors import Forbidden
 
 #: Quota resource -> the absolute limit names it is shown under.
 LIMIT_NAMES: dict[str, tuple[str, ...]] = {
@@ -70,12 +70,11 @@ def absolute(creq: ComputeRequest, limits: dict[str, int],
 async def show_limits(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /limits``: ``{"limits": {"rate": [], "absolute": {...}}}``."""
     check_query(creq, ("tenant_id",))
+    creq.authorize("os_compute_api:limits")
     project_id = creq.ctx.project_id
     asked = creq.query("tenant_id")
     if asked is not None:
-        if not creq.ctx.is_admin:
-            raise Forbidden("Policy doesn't allow os_compute_api:limits:other_project to be "
-                            "performed.")
+        creq.authorize("os_compute_api:limits:other_project", {"project_id": asked})
         project_id = asked
     limits = with_network(await env.store.get_quota_limits(project_id))
     used = await usage(env, project_id)

@@ -124,8 +124,8 @@ def server_migration_view(creq: ComputeRequest, m: MigrationRecord) -> dict[str,
 
 async def _server(env: ComputeEnv, creq: ComputeRequest, rule: str) -> str:
     uuid = creq.param("server_id")
-    await visible_instance(env, creq, uuid)
-    creq.authorize(f"os_compute_api:servers:migrations:{rule}")
+    inst = await visible_instance(env, creq, uuid)
+    creq.authorize(f"os_compute_api:servers:migrations:{rule}", inst)
     return uuid
 
 

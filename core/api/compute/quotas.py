@@ -1,9 +1,11 @@
 """``/os-quota-sets`` and ``/os-quota-class-sets``: quota limits, usage and defaults.
 
 A project's reader sees its own quotas (``?user_id`` for a user's within it);
-admins see and set anyone's. Setting a limit below what is in use is refused
-(400) unless ``force`` is given; -1 means unlimited. Deleting a project's quotas
-puts it back on the defaults, which are the ``default`` quota class.
+admins see and set anyone's: each handler checks its ``os-quota-sets:*`` or
+``os-quota-class-sets:*`` rule against the project (or class) in the URL.
+Setting a limit below what is in use is refused (400) unless ``force`` is
+given; -1 means unlimited. Deleting a project's quotas puts it back on the
+defaults, which are the ``default`` quota class.
 
 The resources named follow Nova per microversion: before 2.36 the quota sets
 also carry the network quotas of nova-network (``fixed_ips``, ``floating_ips``,
@@ -20,7 +22,7 @@ from typing import Any
 from nimbus.core.api.compute.flavors import BOOLEAN, check_query, parse_bool
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route
 from nimbus.core.api.http import Response, Route
-from nimbus.core.errors import Forbidden, InvalidInput
+from nimbus.core.errors import InvalidInput
 
 #: nova-network quotas reported (as unlimited) before 2.36 (2.50 for quota classes).
 NETWORK = ("fixed_ips", "floating_ips", "security_group_rules", "security_groups")
@@ -76,12 +78,6 @@ def _view(names: tuple[str, ...], values: dict[str, Any], ident: str | None) -> 
     return out
 
 
-def _may_read(creq: ComputeRequest, project_id: str, action: str) -> None:
-    if project_id != creq.ctx.project_id and not creq.ctx.is_admin:
-        raise Forbidden(f"Policy doesn't allow os_compute_api:os-quota-sets:{action} to be "
-                        "performed.")
-
-
 def _user(creq: ComputeRequest) -> str | None:
     check_query(creq, ("user_id",))
     return creq.query("user_id") or None
@@ -98,7 +94,7 @@ async def usage(env: ComputeEnv, project_id: str, user_id: str | None = None) ->
 async def show_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-quota-sets/{project_id}``: the limits (own project, or admin)."""
     project_id = creq.param("tenant_id")
-    _may_read(creq, project_id, "show")
+    creq.authorize("os_compute_api:os-quota-sets:show", {"project_id": project_id})
     limits = await env.store.get_quota_limits(project_id, _user(creq))
     return json({"quota_set": _view(quota_resources(creq), with_network(limits), project_id)})
 
@@ -106,7 +102,7 @@ async def show_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def show_quota_detail(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-quota-sets/{project_id}/detail``: limit, in_use and reserved (0) each."""
     project_id = creq.param("tenant_id")
-    _may_read(creq, project_id, "detail")
+    creq.authorize("os_compute_api:os-quota-sets:detail", {"project_id": project_id})
     user_id = _user(creq)
     limits = with_network(await env.store.get_quota_limits(project_id, user_id))
     used = await usage(env, project_id, user_id)
@@ -116,6 +112,8 @@ async def show_quota_detail(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def show_defaults(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-quota-sets/{project_id}/defaults``: anyone may read the defaults."""
+    creq.authorize("os_compute_api:os-quota-sets:defaults",
+                   {"project_id": creq.param("tenant_id")})
     defaults = with_network(await env.store.get_quota_class())
     return json({"quota_set": _view(quota_resources(creq), defaults, creq.param("tenant_id"))})
 
@@ -137,7 +135,7 @@ async def update_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
     project_id = creq.param("tenant_id")
     names = quota_resources(creq)
     vals = creq.body(_body_schema("quota_set", names, True))["quota_set"]
-    creq.authorize("os_compute_api:os-quota-sets:update")
+    creq.authorize("os_compute_api:os-quota-sets:update", {"project_id": project_id})
     user_id = _user(creq)
     force = parse_bool(vals.get("force", False), "force")
     wanted = {r: int(v) for r, v in vals.items() if r != "force" and r not in NETWORK}
@@ -158,8 +156,8 @@ async def update_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def delete_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /os-quota-sets/{project_id}`` (admin): back to the defaults; 202."""
-    creq.authorize("os_compute_api:os-quota-sets:delete")
     project_id = creq.param("tenant_id")
+    creq.authorize("os_compute_api:os-quota-sets:delete", {"project_id": project_id})
     user_id = _user(creq)
     if user_id is not None:
         await env.store.delete_user_quotas(project_id, user_id)
@@ -170,8 +168,8 @@ async def delete_quotas(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def show_class(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-quota-class-sets/{id}`` (admin)."""
-    creq.authorize("os_compute_api:os-quota-class-sets:show")
     name = creq.param("class_name")
+    creq.authorize("os_compute_api:os-quota-class-sets:show", {"quota_class": name})
     limits = with_network(await env.store.get_quota_class(name))
     return json({"quota_class_set": _view(class_resources(creq), limits, name)})
 
@@ -181,8 +179,8 @@ async def update_class(env: ComputeEnv, creq: ComputeRequest) -> Response:
     defaults of every project)."""
     names = class_resources(creq)
     vals = creq.body(_body_schema("quota_class_set", names, False))["quota_class_set"]
-    creq.authorize("os_compute_api:os-quota-class-sets:update")
     name = creq.param("class_name")
+    creq.authorize("os_compute_api:os-quota-class-sets:update", {"quota_class": name})
     if not 1 <= len(name) <= 255:
         raise InvalidInput("quota_class_name has a length of 1 to 255 characters")
     wanted = {r: int(v) for r, v in vals.items() if r not in NETWORK}

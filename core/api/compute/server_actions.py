@@ -4,8 +4,12 @@ An action request carries exactly one key, the action's name (Nova answers 400
 "too many body keys" otherwise, and 400 "There is no such action" for a name
 it does not know); an action outside its microversion range is a 404, as Nova
 answers a versioned method that is not there. The instance is looked up first
-(404 for another project's, as for a missing one), then the action's handler
-validates its body and calls the lifecycle logic. A refused state comes back
+(404 for another project's, as for a missing one) and the action's policy rule
+checked with the server's project as the target (403: a reader may look, not
+act); then the action's handler validates its body and calls the lifecycle
+logic. Where the rule depends on the body (``migrate`` with a host, unshelve to
+a host, an admin's lock) or is for admins (a bad body is a 400 before the 403),
+the handler checks it once the body is valid. A refused state comes back
 as Nova words it: "Cannot 'reboot' instance <id> while it is in vm_state
 stopped" (409).
 
@@ -27,9 +31,11 @@ from typing import Any
 from nimbus.core.api.compute.server_actions_moves import (
     MOVE_ACTIONS,
     PASSWORD,
+    SERVERS,
     Action,
     ActionHandler,
     accepted,
+    authorized,
     new_password,
     obj,
     one,
@@ -38,15 +44,16 @@ from nimbus.core.api.compute.server_actions_moves import (
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route, validate
 from nimbus.core.api.http import Response, Route
 from nimbus.core.compute import states
-from nimbus.core.context import MEMBER
 from nimbus.core.errors import (
     ApiError,
     DriverNotSupported,
-    Forbidden,
     InstanceInvalidState,
     InvalidInput,
 )
 
+_C = "os_compute_api:"
+LOCK = _C + "os-lock-server:"
+_CONSOLE = _C + "os-remote-consoles"
 #: When a crash dump may be asked for (Nova's rule; the lifecycle has no such action).
 CRASH_DUMP_RULE = states.ActionRule(frozenset({
     states.ACTIVE, states.PAUSED, states.RESCUED, states.RESIZED, states.ERROR}))
@@ -108,6 +115,18 @@ async def lock(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) -> R
     return accepted()
 
 
+async def unlock(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) -> Response:
+    """``unlock``; a lock taken from the other side (an admin's, for the owner) needs
+    ``unlock:unlock_override`` too (403 otherwise, as Nova)."""
+    validate(body, one("unlock", {}))
+    inst = await visible_instance(env, creq, uuid)
+    side = "owner" if inst.project_id == creq.ctx.project_id else "admin"
+    if inst.locked_by and inst.locked_by != side:
+        creq.authorize(LOCK + "unlock:unlock_override", inst)
+    await env.compute.unlock(creq.ctx, uuid)
+    return accepted()
+
+
 _UNSHELVE_V277 = one("unshelve", obj({"availability_zone": {
     "type": "string", "minLength": 1, "maxLength": 255}}, ("availability_zone",),
     nullable=True))
@@ -122,7 +141,7 @@ async def unshelve(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) 
         validate(body, _UNSHELVE_V291 if creq.at_least(91) else _UNSHELVE_V277)
         args = body["unshelve"] or {}
         if "host" in args:
-            creq.authorize("os_compute_api:os-shelve:unshelve_to_host")
+            await authorized(env, creq, uuid, _C + "os-shelve:unshelve_to_host")
             raise InvalidInput("Unshelving to a chosen host is not supported by this cloud.")
         zone = args.get("availability_zone")
     else:
@@ -135,7 +154,7 @@ async def shelve_offload(env: ComputeEnv, creq: ComputeRequest, uuid: str,
                          body: Any) -> Response:
     """``shelveOffload``: an admin action by Nova's default policy."""
     validate(body, one("shelveOffload", {}))
-    creq.authorize("os_compute_api:os-shelve:shelve_offload")
+    await authorized(env, creq, uuid, _C + "os-shelve:shelve_offload")
     await env.compute.shelve_offload(creq.ctx, uuid)
     return accepted()
 
@@ -148,7 +167,7 @@ async def reset_state(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: An
     """``os-resetState`` (admin): set the vm_state to active or error and clear the task,
     whatever they were (an operator's repair; no lock or state check, as in Nova)."""
     validate(body, _RESET_STATE)
-    creq.authorize("os_compute_api:os-admin-actions:reset_state")
+    await authorized(env, creq, uuid, _C + "os-admin-actions:reset_state")
     await env.store.update_instance(uuid, now=env.runtime.wall_time(),
                                     vm_state=body["os-resetState"]["state"], task_state=None)
     await env.compute.record_action(creq.ctx, uuid, "resetState")
@@ -254,8 +273,7 @@ def _remote_console_schema(creq: ComputeRequest) -> dict[str, Any]:
 async def create_remote_console(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /servers/{id}/remote-consoles`` (2.6): 200 {"remote_console"}."""
     uuid = creq.param("server_id")
-    await visible_instance(env, creq, uuid)
-    _require_member(creq)
+    creq.authorize(_C + "os-remote-consoles", await visible_instance(env, creq, uuid))
     body = creq.body(_remote_console_schema(creq))["remote_console"]
     protocol, kind = body["protocol"], body["type"]
     if protocol == "rdp":
@@ -268,32 +286,38 @@ async def create_remote_console(env: ComputeEnv, creq: ComputeRequest) -> Respon
 
 # -- the table and the dispatch --------------------------------------------------------------
 ACTIONS: dict[str, Action] = {
-    "reboot": Action(reboot, "reboot"),
-    "os-stop": Action(_plain("stop", "os-stop"), "stop"),
-    "os-start": Action(_plain("start", "os-start"), "start"),
-    "pause": Action(_plain("pause", "pause"), "pause"),
-    "unpause": Action(_plain("unpause", "unpause"), "unpause"),
-    "suspend": Action(_plain("suspend", "suspend"), "suspend"),
-    "resume": Action(_plain("resume", "resume"), "resume"),
-    "rescue": Action(rescue, "rescue"),
-    "unrescue": Action(_plain("unrescue", "unrescue"), "unrescue"),
-    "lock": Action(lock, "lock"),
-    "unlock": Action(_plain("unlock", "unlock"), "unlock"),
-    "shelve": Action(_plain("shelve", "shelve"), "shelve"),
-    "shelveOffload": Action(shelve_offload, "shelveOffload"),
-    "unshelve": Action(unshelve, "unshelve"),
-    "restore": Action(_plain("restore", "restore"), "restore"),
-    "forceDelete": Action(_plain("force_delete", "forceDelete"), "forceDelete"),
-    "os-resetState": Action(reset_state, "os-resetState"),
-    "changePassword": Action(change_password, "changePassword"),
-    "trigger_crash_dump": Action(trigger_crash_dump, "trigger_crash_dump", min_minor=17),
-    "os-getConsoleOutput": Action(console_output, "get_console_output"),
+    "reboot": Action(reboot, "reboot", SERVERS + "reboot"),
+    "os-stop": Action(_plain("stop", "os-stop"), "stop", SERVERS + "stop"),
+    "os-start": Action(_plain("start", "os-start"), "start", SERVERS + "start"),
+    "pause": Action(_plain("pause", "pause"), "pause", _C + "os-pause-server:pause"),
+    "unpause": Action(_plain("unpause", "unpause"), "unpause",
+                      _C + "os-pause-server:unpause"),
+    "suspend": Action(_plain("suspend", "suspend"), "suspend",
+                      _C + "os-suspend-server:suspend"),
+    "resume": Action(_plain("resume", "resume"), "resume", _C + "os-suspend-server:resume"),
+    "rescue": Action(rescue, "rescue", _C + "os-rescue"),
+    "unrescue": Action(_plain("unrescue", "unrescue"), "unrescue", _C + "os-unrescue"),
+    "lock": Action(lock, "lock", LOCK + "lock"),
+    "unlock": Action(unlock, "unlock", LOCK + "unlock"),
+    "shelve": Action(_plain("shelve", "shelve"), "shelve", _C + "os-shelve:shelve"),
+    "shelveOffload": Action(shelve_offload, "shelveOffload", None),
+    "unshelve": Action(unshelve, "unshelve", _C + "os-shelve:unshelve"),
+    "restore": Action(_plain("restore", "restore"), "restore",
+                      _C + "os-deferred-delete:restore"),
+    "forceDelete": Action(_plain("force_delete", "forceDelete"), "forceDelete",
+                          _C + "os-deferred-delete:force"),
+    "os-resetState": Action(reset_state, "os-resetState", None),
+    "changePassword": Action(change_password, "changePassword", _C + "os-admin-password"),
+    "trigger_crash_dump": Action(trigger_crash_dump, "trigger_crash_dump",
+                                 SERVERS + "trigger_crash_dump", min_minor=17),
+    "os-getConsoleOutput": Action(console_output, "get_console_output",
+                                  _C + "os-console-output"),
     "os-getVNCConsole": Action(_legacy_console("os-getVNCConsole", ("novnc", "xvpvnc")),
-                               "get_vnc_console", max_minor=5),
+                               "get_vnc_console", _CONSOLE, max_minor=5),
     "os-getSPICEConsole": Action(_legacy_console("os-getSPICEConsole", ("spice-html5",)),
-                                 "get_spice_console", max_minor=5),
+                                 "get_spice_console", _CONSOLE, max_minor=5),
     "os-getSerialConsole": Action(_legacy_console("os-getSerialConsole", ("serial",)),
-                                  "get_serial_console", max_minor=5),
+                                  "get_serial_console", _CONSOLE, max_minor=5),
     **MOVE_ACTIONS,
 }
 
@@ -316,12 +340,6 @@ def nova_conflict(exc: InstanceInvalidState, name: str, uuid: str) -> InstanceIn
     return InstanceInvalidState(f"Cannot '{name}' instance {uuid} while it is in {where}")
 
 
-def _require_member(creq: ComputeRequest) -> None:
-    # a reader may look, not act (Nova's PROJECT_MEMBER_OR_ADMIN on every action)
-    if not creq.ctx.is_admin and MEMBER not in creq.ctx.roles:
-        raise Forbidden("Policy doesn't allow this action to be performed.")
-
-
 async def server_action(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /servers/{id}/action``: one action key, dispatched to its handler."""
     uuid = creq.param("server_id")
@@ -338,8 +356,9 @@ async def server_action(env: ComputeEnv, creq: ComputeRequest) -> Response:
             action.max_minor is not None and creq.at_least(action.max_minor + 1)):
         raise ApiError(404, f"The resource could not be found at microversion "
                             f"{creq.version}.")
-    await visible_instance(env, creq, uuid)
-    _require_member(creq)
+    inst = await visible_instance(env, creq, uuid)
+    if action.rule is not None:  # the server's project is the target, as in Nova
+        creq.authorize(action.rule, inst)
     try:
         return await action.handler(env, creq, uuid, body)
     except InstanceInvalidState as exc:

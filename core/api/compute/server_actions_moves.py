@@ -25,6 +25,8 @@ from nimbus.core.api.http import Response
 from nimbus.core.db.instance_schema import InstanceRecord
 from nimbus.core.errors import InvalidInput, NotFound
 
+#: The prefix of Nova's rules on servers.
+SERVERS = "os_compute_api:servers:"
 #: ``handler(env, creq, server_id, body)`` for one action key.
 ActionHandler = Callable[[ComputeEnv, ComputeRequest, str, Any], Awaitable[Response]]
 
@@ -32,10 +34,13 @@ ActionHandler = Callable[[ComputeEnv, ComputeRequest, str, Any], Awaitable[Respo
 @dataclass(frozen=True, slots=True)
 class Action:
     """One action of ``POST /servers/{id}/action``: its handler, the name Nova gives it in
-    a 409 ("Cannot 'resize' instance ..."), and the microversions it exists at."""
+    a 409 ("Cannot 'resize' instance ..."), the policy rule the dispatch checks against
+    the server (None: the handler checks, since the rule depends on the body), and the
+    microversions it exists at."""
 
     handler: ActionHandler
     name: str
+    rule: str | None
     min_minor: int = 1
     max_minor: int | None = None
 
@@ -103,8 +108,19 @@ async def visible_instance(env: ComputeEnv, creq: ComputeRequest, uuid: str, *,
         inst = await env.store.get_instance(uuid, read_deleted=read_deleted)
     except NotFound:
         inst = None
-    if inst is None or (not creq.ctx.is_admin and inst.project_id != creq.ctx.project_id):
+    if inst is None or (inst.project_id != creq.ctx.project_id
+                        and not creq.allows("context_is_admin")):
         raise NotFound(f"Instance {uuid} could not be found.")
+    return inst
+
+
+async def authorized(env: ComputeEnv, creq: ComputeRequest, uuid: str,
+                     rule: str) -> InstanceRecord:
+    """The instance (404 as :func:`visible_instance`) if the policy allows ``rule`` on it
+    (403 otherwise): for handlers whose rule depends on the body, checked once the body
+    is valid (a bad body is a 400 first, as Nova's schemas make it)."""
+    inst = await visible_instance(env, creq, uuid)
+    creq.authorize(rule, inst)
     return inst
 
 
@@ -124,7 +140,7 @@ async def flavor_for(env: ComputeEnv, creq: ComputeRequest, flavor_ref: str) -> 
     """A flavor the caller may use, as an instance's flavor snapshot; 400 otherwise."""
     try:
         f = await env.store.get_flavor(flavor_ref.rstrip("/").rsplit("/", 1)[-1])
-        if not (f.is_public or creq.ctx.is_admin
+        if not (f.is_public or creq.allows("context_is_admin")
                 or creq.ctx.project_id in await env.store.list_flavor_access(f.flavorid)):
             raise NotFound(f.flavorid)
     except NotFound:
@@ -166,8 +182,8 @@ async def migrate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) -
     if creq.at_least(56):
         validate(body, _MIGRATE)
         host = (body["migrate"] or {}).get("host")
-    creq.authorize("os_compute_api:os-migrate-server:migrate"
-                  + (":host" if host else ""))
+    await authorized(env, creq, uuid,
+                     "os_compute_api:os-migrate-server:migrate" + (":host" if host else ""))
     await env.compute.migrate(creq.ctx, uuid, host)
     return accepted()
 
@@ -188,11 +204,10 @@ async def live_migrate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: A
     validate(body, one("os-migrateLive", schema))
     args = body["os-migrateLive"]
     host = args.get("host")
-    creq.authorize("os_compute_api:os-migrate-server:migrate_live"
-                  + (":host" if host else ""))
+    inst = await authorized(env, creq, uuid, "os_compute_api:os-migrate-server:migrate_live"
+                            + (":host" if host else ""))
     if truthy(args.get("force", False)) and not host:
         raise InvalidInput("Can't force to a non-provided destination")
-    inst = await visible_instance(env, creq, uuid)
     if host:
         if not await compute_host_known(env, host):
             raise InvalidInput(f"Compute host {host} could not be found.")
@@ -218,7 +233,7 @@ async def evacuate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) 
               _EVACUATE_V229 if creq.at_least(29) and not creq.at_least(68) else _EVACUATE_V214)
     validate(body, one("evacuate", schema))
     args = body["evacuate"]
-    creq.authorize("os_compute_api:os-evacuate")
+    inst = await authorized(env, creq, uuid, "os_compute_api:os-evacuate")
     host = args.get("host")
     if truthy(args.get("force", False)) and not host:
         raise InvalidInput("Can't force to a non-provided destination")
@@ -226,7 +241,6 @@ async def evacuate(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) 
     if shared and args.get("adminPass"):
         raise InvalidInput("admin password can't be changed on existing disk")
     password = args.get("adminPass") or (None if shared else new_password(env))
-    inst = await visible_instance(env, creq, uuid)
     if host is not None and not await compute_host_known(env, host):
         raise NotFound(f"Compute host {host} not found.")
     if inst.host == host:
@@ -267,7 +281,7 @@ async def usable_image(env: ComputeEnv, creq: ComputeRequest, image_id: str) -> 
     """400 unless ``image_id`` is an active image the caller may see."""
     try:
         image = await env.store.get_visible_image(image_id, creq.ctx.project_id,
-                                                  creq.ctx.is_admin)
+                                                  creq.allows("context_is_admin"))
     except NotFound:
         raise InvalidInput(f"Image {image_id} could not be found.") from None
     if image.status != "active":
@@ -278,7 +292,9 @@ async def rebuild(env: ComputeEnv, creq: ComputeRequest, uuid: str, body: Any) -
     """``rebuild``: 202 with the server (in REBUILD) and its new admin password."""
     validate(body, _rebuild_schema(creq))
     args = body["rebuild"]
-    await visible_instance(env, creq, uuid)
+    inst = await authorized(env, creq, uuid, SERVERS + "rebuild")
+    if args.get("trusted_image_certificates"):
+        creq.authorize("os_compute_api:servers:rebuild:trusted_certs", inst)
     await usable_image(env, creq, args["imageRef"])
     changes: dict[str, Any] = {}
     if "key_name" in args:
@@ -323,7 +339,8 @@ async def rebuilt_view(env: ComputeEnv, creq: ComputeRequest, inst: InstanceReco
     """The server as Nova's rebuild answers it: the smaller view of ``PUT /servers``
     (with ``key_name`` from 2.54 and ``user_data`` from 2.57) before 2.75, the whole
     ``GET /servers/{id}`` view from 2.75; with the new admin password."""
-    found = await views.Lookups.load(env, creq, [inst], server_groups=creq.at_least(71))
+    found = await views.Lookups.load(env, creq, [inst], server_groups=creq.at_least(71),
+                                     owner=inst)
     view = views.detail(creq, inst, found, full=creq.at_least(75), server_groups=True)
     if creq.at_least(54):
         view.setdefault("key_name", inst.key_name)
@@ -335,12 +352,12 @@ async def rebuilt_view(env: ComputeEnv, creq: ComputeRequest, inst: InstanceReco
 
 #: The actions of this module, by their body key.
 MOVE_ACTIONS: dict[str, Action] = {
-    "resize": Action(resize, "resize"),
-    "confirmResize": Action(confirm_resize, "confirmResize"),
-    "revertResize": Action(revert_resize, "revertResize"),
-    "migrate": Action(migrate, "migrate"),
-    "os-migrateLive": Action(live_migrate, "os-migrateLive"),
-    "evacuate": Action(evacuate, "evacuate"),
-    "rebuild": Action(rebuild, "rebuild"),
-    "createImage": Action(create_image, "createImage"),
+    "resize": Action(resize, "resize", SERVERS + "resize"),
+    "confirmResize": Action(confirm_resize, "confirmResize", SERVERS + "confirm_resize"),
+    "revertResize": Action(revert_resize, "revertResize", SERVERS + "revert_resize"),
+    "migrate": Action(migrate, "migrate", None),
+    "os-migrateLive": Action(live_migrate, "os-migrateLive", None),
+    "evacuate": Action(evacuate, "evacuate", None),
+    "rebuild": Action(rebuild, "rebuild", None),
+    "createImage": Action(create_image, "createImage", SERVERS + "create_image"),
 }

@@ -9,8 +9,12 @@ anti-affinity only) from 2.64; the soft policies exist from 2.15. The answer
 
 A project sees its own groups; an admin lists every project's with
 ``all_projects``. Another project's group is as missing as one that never
-was (404). Creating one counts against the ``server_groups`` quota (403 over
-it), checked before and re-checked after the insert, as Nova does; the
+was (404): as Nova, the lookup is scoped to the caller's project unless
+``context_is_admin``, and the ``os-server-groups:*`` rule is then checked
+against the group's project (a reader may look, not create or delete).
+
+Creating one counts against the ``server_groups`` quota (403 over it),
+checked before and re-checked after the insert, as Nova does; the
 ``server_group_members`` quota is the Store's, enforced as servers join.
 """
 
@@ -22,7 +26,6 @@ from nimbus.core.api.compute.instance_actions import NON_NEGATIVE, check_query
 from nimbus.core.api.compute.server_actions_moves import NAME, obj
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route
 from nimbus.core.api.http import Response, Route
-from nimbus.core.context import MEMBER
 from nimbus.core.db.groups import ServerGroupRecord
 from nimbus.core.errors import Forbidden, InvalidInput, NotFound, QuotaExceeded
 
@@ -70,28 +73,28 @@ async def group_view(env: ComputeEnv, creq: ComputeRequest,
     return view
 
 
-async def _visible(env: ComputeEnv, creq: ComputeRequest) -> ServerGroupRecord:
+async def _visible(env: ComputeEnv, creq: ComputeRequest, action: str) -> ServerGroupRecord:
+    """The group of the path if the caller may see it (404 if not), then 403 unless
+    ``os_compute_api:os-server-groups:<action>`` allows the caller on it."""
     uuid = creq.param("group_id")
     try:
         group = await env.store.get_server_group(uuid)
     except NotFound:
         group = None
-    if group is None or (not creq.ctx.is_admin and group.project_id != creq.ctx.project_id):
+    if group is None or (group.project_id != creq.ctx.project_id
+                         and not creq.allows("context_is_admin")):
         raise NotFound(f"Server group {uuid} could not be found.")
+    creq.authorize(f"os_compute_api:os-server-groups:{action}", group)
     return group
-
-
-def _require_member(creq: ComputeRequest, rule: str) -> None:
-    if not creq.ctx.is_admin and MEMBER not in creq.ctx.roles:
-        raise Forbidden(f"Policy doesn't allow os_compute_api:os-server-groups:{rule} to be "
-                        "performed.")
 
 
 async def list_groups(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-server-groups``: the project's groups, or (admin, ``all_projects``) all."""
     query = check_query(creq, {"all_projects": {"type": "string"}, "limit": NON_NEGATIVE,
                                "offset": NON_NEGATIVE}, closed=creq.at_least(75))
-    every = "all_projects" in query and creq.ctx.is_admin
+    creq.authorize("os_compute_api:os-server-groups:index")
+    every = "all_projects" in query and creq.allows(
+        "os_compute_api:os-server-groups:index:all_projects")
     groups = await env.store.list_server_groups(None if every else creq.ctx.project_id)
     offset = int(query.get("offset", 0))
     limit = int(query.get("limit", 0)) or 1000
@@ -101,13 +104,13 @@ async def list_groups(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def show_group(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-server-groups/{id}``."""
-    return json({"server_group": await group_view(env, creq, await _visible(env, creq))})
+    group = await _visible(env, creq, "show")
+    return json({"server_group": await group_view(env, creq, group)})
 
 
 async def delete_group(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /os-server-groups/{id}``: 204."""
-    group = await _visible(env, creq)
-    _require_member(creq, "delete")
+    group = await _visible(env, creq, "delete")
     try:
         await env.store.delete_server_group(group.uuid, env.runtime.wall_time())
     except NotFound:
@@ -134,8 +137,8 @@ async def _over_quota(env: ComputeEnv, creq: ComputeRequest, extra: int) -> bool
 
 async def create_group(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /os-server-groups``: 200 with the new group."""
-    _require_member(creq, "create")
     args = creq.body(_create_schema(creq))["server_group"]
+    creq.authorize("os_compute_api:os-server-groups:create")
     if await _over_quota(env, creq, 1):
         raise Forbidden("Quota exceeded, too many server groups.")
     if creq.at_least(64):

@@ -1,13 +1,18 @@
 """``GET /servers`` and ``GET /servers/detail``: filters, sorting and paging as Nova.
 
-Everyone may filter by ``name`` (a regular expression matched anywhere,
+Listing is ``os_compute_api:servers:index`` (``:detail``), for the caller's
+project; ``all_tenants`` also needs ``servers:index:get_all_tenants``
+(``servers:detail:get_all_tenants``), a 403 without it, as Nova. Everyone may
+filter by ``name`` (a regular expression matched anywhere,
 case-insensitively; a plain word is a substring), ``status``, ``image``,
 ``flavor``, ``ip``, ``reservation_id``, ``changes-since``, ``changes-before``
 (2.66), ``locked`` (2.73) and, from 2.83, ``availability_zone``, ``key_name``,
-``user_id``, ``vm_state`` and ``task_state``. Admins may also filter by
-``host``, ``node``, ``deleted`` (the literal ``deleted=False`` the CLI sends is
-fine for anyone) and, with ``all_tenants``, by ``project_id``/``tenant_id``.
-Before 2.75 other parameters are ignored (a non-admin's admin-only filters too);
+``user_id``, ``vm_state`` and ``task_state``. Callers with
+``servers:allow_all_filters`` (admins) may also filter by ``host``, ``node``,
+``deleted`` (the literal ``deleted=False`` the CLI sends is fine for anyone)
+and, with ``all_tenants``, by ``project_id``/``tenant_id``; sorting by host or
+node and the ``deleted`` status are for administrators (``context_is_admin``).
+Before 2.75 other parameters are ignored (the filters a caller may not use too);
 from 2.75 a parameter the schema does not name is a 400. With
 ``changes-since``/``changes-before`` deleted servers are listed too, as Nova
 does. Pages hold at most 1000 servers; a full page ends with a ``next`` link.
@@ -70,7 +75,7 @@ def _options(creq: ComputeRequest) -> dict[str, list[str]]:
     for name in query:
         if name in JOINED or name.startswith("_"):
             raise InvalidInput(f"Invalid filter field: {name}.")
-    if creq.ctx.is_admin:
+    if creq.allows("os_compute_api:servers:allow_all_filters"):
         return query
     allowed = user_filters(minor) | _PAGING
     return {k: v for k, v in query.items() if k in allowed}
@@ -93,7 +98,7 @@ def _sort(creq: ComputeRequest, opts: Mapping[str, list[str]]) -> list[tuple[str
         if key not in SORT_KEYS and key != "locked":
             raise InvalidInput(f"Invalid input for query parameters sort_key. Value: {key}. "
                                f"{key!r} is not one of the valid sort keys")
-        if key in _ADMIN_ONLY_SORT and not creq.ctx.is_admin:
+        if key in _ADMIN_ONLY_SORT and not creq.allows("context_is_admin"):
             raise Forbidden(f"Only administrators can sort servers by {key}")
         out.append((_SORT_COLUMN.get(key, key), direction))
     return out or [("created_at", "desc")]
@@ -122,8 +127,9 @@ def _pattern(text: str) -> re.Pattern[str]:
 class _Query:
     """A list request turned into Store filters and filters applied here."""
 
-    def __init__(self, creq: ComputeRequest) -> None:
+    def __init__(self, creq: ComputeRequest, rule: str) -> None:
         self.creq = creq
+        self.rule = rule  # servers:index or servers:detail
         self.opts = _options(creq)
         self.filters: dict[str, Any] = {}
         self.here: list[Any] = []  # predicates on InstanceRecord, for what the Store lacks
@@ -135,7 +141,7 @@ class _Query:
         return values[-1] if values else None
 
     def build(self) -> None:
-        ctx, f = self.creq.ctx, self.filters
+        f = self.filters
         self._status()
         since, before = self.last("changes-since"), self.last("changes-before")
         if since is not None:
@@ -146,7 +152,7 @@ class _Query:
                 raise InvalidInput("The value of changes-since must be less than or equal "
                                    "to changes-before.")
         deleted = self.last("deleted")
-        if deleted is not None and ctx.is_admin:
+        if deleted is not None:  # only there with servers:allow_all_filters
             f.setdefault("deleted", _bool(deleted, "deleted", default=False))
         elif "changes_since" in f or "changes_before" in f:
             f.setdefault("deleted", None)
@@ -182,7 +188,7 @@ class _Query:
             self.empty = True
             return
         if vm_states == ["deleted"]:
-            if not self.creq.ctx.is_admin:
+            if not self.creq.allows("context_is_admin"):
                 raise Forbidden("Only administrators may list deleted instances")
             self.filters["deleted"] = True
         self.filters["vm_states"] = vm_states
@@ -194,10 +200,8 @@ class _Query:
         all_tenants = False
         if everyone is not None:
             all_tenants = everyone == "" or _bool(everyone, "all_tenants")
-        if all_tenants and not ctx.is_admin:
-            raise Forbidden("Policy doesn't allow os_compute_api:servers:detail:"
-                            "get_all_tenants to be performed.")
         if all_tenants:
+            self.creq.authorize(self.rule + ":get_all_tenants")
             project = self.last("project_id") or self.last("tenant_id")
             if project is not None:
                 self.filters["project_id"] = project
@@ -229,8 +233,10 @@ def _tag_test(key: str, wanted: Sequence[str]) -> Any:
     return test
 
 
-async def _listed(env: ComputeEnv, creq: ComputeRequest) -> tuple[list[InstanceRecord], int]:
-    query = _Query(creq)
+async def _listed(env: ComputeEnv, creq: ComputeRequest,
+                  rule: str) -> tuple[list[InstanceRecord], int]:
+    creq.authorize(rule)
+    query = _Query(creq, rule)
     query.build()
     limit, sort = _limit(query.opts), _sort(creq, query.opts)
     if query.empty:
@@ -268,7 +274,7 @@ def _links(creq: ComputeRequest, collection: str, found: Sequence[InstanceRecord
 
 async def list_servers(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers``: ids, names and links."""
-    found, limit = await _listed(env, creq)
+    found, limit = await _listed(env, creq, "os_compute_api:servers:index")
     body: dict[str, Any] = {"servers": [views.brief(creq, i) for i in found]}
     links = _links(creq, "servers", found, limit)
     if links:
@@ -278,7 +284,7 @@ async def list_servers(env: ComputeEnv, creq: ComputeRequest) -> Response:
 
 async def list_servers_detail(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/detail``: every server in its detailed view."""
-    found, limit = await _listed(env, creq)
+    found, limit = await _listed(env, creq, "os_compute_api:servers:detail")
     lookups = await views.Lookups.load(env, creq, found)
     body: dict[str, Any] = {"servers": [views.detail(creq, i, lookups) for i in found]}
     links = _links(creq, "servers/detail", found, limit)

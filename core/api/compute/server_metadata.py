@@ -2,7 +2,9 @@
 
 ``GET`` lists the items, ``POST`` merges items in, ``PUT`` replaces them all;
 ``/metadata/{key}`` shows, sets (``{"meta": {key: value}}``, the key matching
-the URL) or deletes one item. Changes need the server unlocked (or an admin)
+the URL) or deletes one item. Each is checked against its
+``os_compute_api:server-metadata:*`` rule with the server as the target (readers
+read, members change). Changes need the server unlocked (or an admin)
 and idle in active, paused, suspended, stopped or shelved (409 otherwise), and
 the items may not outnumber the ``metadata_items`` quota (403). Concurrent
 changes do not lose each other: the Store merges them with compare-and-swap.
@@ -30,15 +32,16 @@ ONE_ITEM = {"type": "object", "properties": {"meta": {**METADATA, "minProperties
             "required": ["meta"], "additionalProperties": False}
 
 
-async def _server(env: ComputeEnv, creq: ComputeRequest, action: str | None = None
-                  ) -> InstanceRecord:
-    """The server (404 if not the caller's); for a change, unlocked and idle in a state
-    that allows it (409)."""
+async def _server(env: ComputeEnv, creq: ComputeRequest, rule: str,
+                  action: str | None = None) -> InstanceRecord:
+    """The server (404 if not the caller's), if ``server-metadata:<rule>`` allows (403);
+    for a change, unlocked and idle in a state that allows it (409)."""
     uuid = creq.param("server_id")
     try:
         inst = await env.compute.get(creq.ctx, uuid)
     except NotFound:
         raise NotFound(f"Instance {uuid} could not be found.") from None
+    creq.authorize("os_compute_api:server-metadata:" + rule, inst)
     if action is not None:
         env.compute.check_lock(creq.ctx, inst)
         if inst.vm_state not in CHANGEABLE or inst.task_state is not None:
@@ -74,14 +77,14 @@ async def _change(env: ComputeEnv, creq: ComputeRequest, inst: InstanceRecord, *
 
 async def list_metadata(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{server_id}/metadata``."""
-    inst = await _server(env, creq)
+    inst = await _server(env, creq, "index")
     return json({"metadata": dict(inst.metadata)})
 
 
 async def merge_metadata(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``POST /servers/{server_id}/metadata``: add or change items; all items after."""
     items = creq.body(ITEMS)["metadata"]
-    inst = await _change(env, creq, await _server(env, creq, "update metadata"),
+    inst = await _change(env, creq, await _server(env, creq, "create", "update metadata"),
                          updates=items)
     return json({"metadata": dict(inst.metadata)})
 
@@ -89,14 +92,15 @@ async def merge_metadata(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def replace_metadata(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``PUT /servers/{server_id}/metadata``: the items become exactly these."""
     items = creq.body(ITEMS)["metadata"]
-    inst = await _change(env, creq, await _server(env, creq, "update metadata"),
+    inst = await _change(env, creq, await _server(env, creq, "update_all",
+                                                  "update metadata"),
                          updates=items, replace_all=True)
     return json({"metadata": dict(inst.metadata)})
 
 
 async def show_item(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{server_id}/metadata/{key}``."""
-    inst, key = await _server(env, creq), creq.param("key")
+    inst, key = await _server(env, creq, "show"), creq.param("key")
     if key not in inst.metadata:
         raise NotFound("Metadata item was not found")
     return json({"meta": {key: inst.metadata[key]}})
@@ -107,14 +111,14 @@ async def set_item(env: ComputeEnv, creq: ComputeRequest) -> Response:
     meta, key = creq.body(ONE_ITEM)["meta"], creq.param("key")
     if key not in meta:
         raise InvalidInput("Request body and URI mismatch")
-    await _change(env, creq, await _server(env, creq, "update metadata"),
+    await _change(env, creq, await _server(env, creq, "update", "update metadata"),
                   updates={key: meta[key]})
     return json({"meta": {key: meta[key]}})
 
 
 async def delete_item(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /servers/{server_id}/metadata/{key}``: 204."""
-    inst, key = await _server(env, creq, "delete metadata"), creq.param("key")
+    inst, key = await _server(env, creq, "delete", "delete metadata"), creq.param("key")
     if key not in inst.metadata:
         raise NotFound("Metadata item was not found")
     await _change(env, creq, inst, deletes=(key,))

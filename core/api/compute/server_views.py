@@ -4,12 +4,15 @@
 (:data:`STATE_MAP`; a deleted row is ``DELETED``, an unknown state
 ``UNKNOWN``). The detailed view carries the flavor as id and links before 2.47
 and embedded from 2.47, ``locked`` from 2.9, ``host_status`` from 2.16
-(admins), ``description`` from 2.19, ``tags`` from 2.26,
+(``servers:show:host_status``, or its ``unknown-only`` variant for an
+``UNKNOWN`` status alone), ``description`` from 2.19, ``tags`` from 2.26,
 ``trusted_image_certificates`` from 2.63, ``server_groups`` from 2.71 (show
 and update, never lists), ``locked_reason`` from 2.73, the hostname for
 everyone from 2.90, ``pinned_availability_zone`` from 2.96, image properties
-from 2.98 and ``scheduler_hints`` from 2.100. ``OS-EXT-SRV-ATTR:*`` are for
-admins. Addresses are hidden while a server builds.
+from 2.98 and ``scheduler_hints`` from 2.100. ``OS-EXT-SRV-ATTR:*`` need
+``os-extended-server-attributes``, the flavor's extra specs
+``servers:show:flavor-extra-specs`` and a 500 fault's details an administrator
+(:class:`Shown`). Addresses are hidden while a server builds.
 
 :class:`Lookups` holds what a view needs beyond the instance row (addresses,
 security groups, faults, host zones and states), fetched once per request.
@@ -106,6 +109,30 @@ def links(creq: ComputeRequest, uuid: str) -> list[dict[str, str]]:
             {"rel": "bookmark", "href": creq.bookmark("servers", uuid)}]
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What the policy lets the caller see of a server: decided once per request, with
+    the server as the target for one server and the caller's project for a list, as
+    Nova does."""
+
+    extended: bool = False
+    #: "all", "unknown-only" (an UNKNOWN status alone) or "" (none)
+    host_status: str = ""
+    extra_specs: bool = False
+    fault_details: bool = False
+
+    @classmethod
+    def of(cls, creq: ComputeRequest, owner: InstanceRecord | None = None) -> Shown:
+        """The caller's view of ``owner``'s servers (by default, of its own project's)."""
+        rule = "os_compute_api:servers:show:"
+        host_status = ("all" if creq.allows(rule + "host_status", owner) else
+                       "unknown-only" if creq.allows(rule + "host_status:unknown-only", owner)
+                       else "")
+        return cls(creq.allows("os_compute_api:os-extended-server-attributes", owner),
+                   host_status, creq.allows(rule + "flavor-extra-specs", owner),
+                   creq.allows("context_is_admin"))
+
+
 @dataclass
 class Lookups:
     """What views need beyond instance rows, read for a set of instances at once."""
@@ -117,13 +144,16 @@ class Lookups:
     zones: dict[str, str] = field(default_factory=dict)
     host_status: dict[str, str] = field(default_factory=dict)
     server_groups: dict[str, list[str]] = field(default_factory=dict)
+    shown: Shown = field(default_factory=Shown)
 
     @classmethod
     async def load(cls, env: ComputeEnv, creq: ComputeRequest,
                    insts: Sequence[InstanceRecord], *, detail: bool = True,
-                   server_groups: bool = False) -> Lookups:
-        """Read what views of ``insts`` need (less for brief views)."""
-        out = cls()
+                   server_groups: bool = False, owner: InstanceRecord | None = None
+                   ) -> Lookups:
+        """Read what views of ``insts`` need (less for brief views); ``owner`` is the
+        policy target (one server shown), None for a list."""
+        out = cls(shown=Shown.of(creq, owner))
         store = env.store
         labels: dict[int, str] = {}
         uuids = [i.uuid for i in insts]
@@ -145,7 +175,8 @@ class Lookups:
             if inst.host and inst.host not in out.zones:
                 out.zones[inst.host] = (await store.availability_zone_of_host(inst.host)
                                         or DEFAULT_ZONE)
-                out.host_status[inst.host] = await _host_status(env, inst.host)
+                if out.shown.host_status:
+                    out.host_status[inst.host] = await _host_status(env, inst.host)
         if detail:
             faulty = [i.uuid for i in insts if status_of(i) in _FAULTY]
             out.faults = await store.latest_faults(faulty) if faulty else {}
@@ -222,16 +253,16 @@ def brief(creq: ComputeRequest, inst: InstanceRecord) -> dict[str, Any]:
     return {"id": inst.uuid, "name": inst.display_name, "links": links(creq, inst.uuid)}
 
 
-def _flavor(creq: ComputeRequest, inst: InstanceRecord) -> dict[str, Any]:
+def _flavor(creq: ComputeRequest, inst: InstanceRecord, extra_specs: bool) -> dict[str, Any]:
     fl = inst.flavor
     if not creq.at_least(47):
         fid = str(fl.get("flavorid", inst.flavor_id))
         return {"id": fid, "links": [{"rel": "bookmark", "href": creq.bookmark("flavors", fid)}]}
     out = {"vcpus": inst.vcpus, "ram": inst.memory_mb, "disk": inst.root_gb,
            "ephemeral": inst.ephemeral_gb, "swap": int(fl.get("swap") or 0),
-           "original_name": fl.get("name", ""),
-           # Nova's default policy shows the extra specs to every reader of the server
-           "extra_specs": dict(fl.get("extra_specs") or {})}
+           "original_name": fl.get("name", "")}
+    if extra_specs:
+        out["extra_specs"] = dict(fl.get("extra_specs") or {})
     return out
 
 
@@ -247,10 +278,10 @@ def _image(creq: ComputeRequest, inst: InstanceRecord) -> dict[str, Any] | str:
     return out
 
 
-def _fault(creq: ComputeRequest, fault: FaultRecord) -> dict[str, Any]:
+def _fault(fault: FaultRecord, details: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"code": fault.code, "created": isotime(fault.created_at),
                            "message": fault.message}
-    if fault.details and (creq.ctx.is_admin or fault.code != 500):
+    if fault.details and (details or fault.code != 500):
         out["details"] = fault.details
     return out
 
@@ -259,12 +290,12 @@ def detail(creq: ComputeRequest, inst: InstanceRecord, found: Lookups, *,
            full: bool = True, server_groups: bool = False) -> dict[str, Any]:
     """A server in ``GET /servers/{id}`` and ``/servers/detail``; ``full`` False gives
     the smaller view ``PUT /servers/{id}`` answered with before 2.75."""
-    admin, status = creq.ctx.is_admin, status_of(inst)
+    shown, status = found.shown, status_of(inst)
     view: dict[str, Any] = {
         "accessIPv4": inst.access_ip_v4 or "", "accessIPv6": inst.access_ip_v6 or "",
         "addresses": {} if inst.vm_state == s.BUILDING else address_view(
             found.addresses.get(inst.uuid, {}), extended=full),
-        "created": isotime(inst.created_at), "flavor": _flavor(creq, inst),
+        "created": isotime(inst.created_at), "flavor": _flavor(creq, inst, shown.extra_specs),
         "hostId": host_id(inst), "id": inst.uuid, "image": _image(creq, inst),
         "links": links(creq, inst.uuid), "metadata": dict(inst.metadata),
         "name": inst.display_name, "status": status, "tenant_id": inst.project_id,
@@ -273,7 +304,7 @@ def detail(creq: ComputeRequest, inst: InstanceRecord, found: Lookups, *,
     }
     fault = found.faults.get(inst.uuid)
     if status in _FAULTY and fault is not None:
-        view["fault"] = _fault(creq, fault)
+        view["fault"] = _fault(fault, shown.fault_details)
     if status in _PROGRESS:
         view["progress"] = inst.progress
     if full:
@@ -291,12 +322,14 @@ def detail(creq: ComputeRequest, inst: InstanceRecord, found: Lookups, *,
         })
         if not view["security_groups"]:
             del view["security_groups"]
-        if admin:
+        if shown.extended:
             view.update(_extended_attributes(creq, inst))
     if creq.at_least(9):
         view["locked"] = inst.locked
-    if creq.at_least(16) and full and admin:
-        view["host_status"] = found.host_status.get(inst.host, "") if inst.host else ""
+    if creq.at_least(16) and full and shown.host_status:
+        host_status = found.host_status.get(inst.host, "") if inst.host else ""
+        if shown.host_status == "all" or host_status == "UNKNOWN":
+            view["host_status"] = host_status
     if creq.at_least(19):
         view["description"] = inst.display_description
     if creq.at_least(26):
@@ -308,7 +341,7 @@ def detail(creq: ComputeRequest, inst: InstanceRecord, found: Lookups, *,
         view["server_groups"] = found.server_groups.get(inst.uuid, [])
     if creq.at_least(73):
         view["locked_reason"] = inst.system_metadata.get("locked_reason")
-    if creq.at_least(90) and not (full and admin):
+    if creq.at_least(90) and not (full and shown.extended):
         view["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
     if creq.at_least(96) and full:
         view["pinned_availability_zone"] = inst.availability_zone

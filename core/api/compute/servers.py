@@ -41,6 +41,7 @@ from nimbus.core.image.visibility import visible_image
 
 _TRUE = frozenset({"true", "1", "on", "yes"})
 _PASSWORD_CHARS = string.ascii_letters + string.digits
+SERVERS = "os_compute_api:servers:"
 NO_VOLUMES = "Block device mappings of volumes are not supported: there is no volume service."
 
 
@@ -57,16 +58,17 @@ async def find(env: ComputeEnv, creq: ComputeRequest, uuid: str) -> InstanceReco
         raise NotFound(f"Instance {uuid} could not be found.") from None
 
 
-async def flavor_for_create(env: ComputeEnv, ctx: RequestContext, ref: Any) -> dict[str, Any]:
+async def flavor_for_create(env: ComputeEnv, creq: ComputeRequest,
+                            ref: Any) -> dict[str, Any]:
     """The flavor snapshot a new server gets; 400 if the caller may not use it."""
-    flavorid = last_segment(ref)
+    flavorid, ctx = last_segment(ref), creq.ctx
     missing = InvalidInput(f"Flavor {flavorid} could not be found.")
     try:
         f = await env.store.get_flavor(flavorid)
     except NotFound:
         raise missing from None
-    if f.disabled or (not f.is_public and not ctx.is_admin and ctx.project_id
-                      not in await env.store.list_flavor_access(flavorid)):
+    if f.disabled or (not f.is_public and not creq.allows("context_is_admin")
+                      and ctx.project_id not in await env.store.list_flavor_access(flavorid)):
         raise missing
     return {"flavorid": f.flavorid, "name": f.name, "vcpus": f.vcpus,
             "memory_mb": f.memory_mb, "root_gb": f.root_gb, "ephemeral_gb": f.ephemeral_gb,
@@ -168,6 +170,14 @@ async def create_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
     body = creq.body(create_schema(creq.version.minor))
     check_formats(body)
     server, ctx = body["server"], creq.ctx
+    # Nova's target for create: the caller's project and user, and the zone asked for
+    target = {"project_id": ctx.project_id, "user_id": ctx.user_id,
+              "availability_zone": server.get("availability_zone")}
+    creq.authorize(SERVERS + "create", target)
+    if creq.at_least(63) and server.get("trusted_image_certificates"):
+        creq.authorize(SERVERS + "create:trusted_certs", target)
+    if ":" in (server.get("availability_zone") or ""):  # "zone:host[:node]", refused below
+        creq.authorize(SERVERS + "create:forced_host", target)
     min_count = int(server.get("min_count", 1))
     max_count = int(server.get("max_count", min_count))
     if min_count > max_count:
@@ -177,9 +187,13 @@ async def create_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
         raise InvalidInput("Unable to allocate a hostname to multiple instances: give "
                            "the hostname only when creating a single instance.")
     if server.get("host") or server.get("hypervisor_hostname"):
-        creq.authorize("os_compute_api:servers:create:requested_destination")
+        creq.authorize(SERVERS + "create:requested_destination", target)
         raise InvalidInput("Requesting a destination host is not supported.")
-    flavor = await flavor_for_create(env, ctx, server["flavorRef"])
+    if server.get("networks") not in (None, [], "none"):
+        creq.authorize(SERVERS + "create:attach_network", target)
+    if server.get("block_device_mapping_v2") or server.get("block_device_mapping"):
+        creq.authorize(SERVERS + "create:attach_volume", target)
+    flavor = await flavor_for_create(env, creq, server["flavorRef"])
     image_id, disks = root_and_disks(server)
     image = await image_for_create(env, ctx, image_id, flavor)
     key_data = None
@@ -229,7 +243,9 @@ async def create_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def show_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{server_id}``."""
     inst = await find(env, creq, creq.param("server_id"))
-    found = await views.Lookups.load(env, creq, [inst], server_groups=creq.at_least(71))
+    creq.authorize(SERVERS + "show", inst)
+    found = await views.Lookups.load(env, creq, [inst], server_groups=creq.at_least(71),
+                                     owner=inst)
     return json({"server": views.detail(creq, inst, found, server_groups=True)})
 
 
@@ -237,6 +253,7 @@ async def update_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``PUT /servers/{server_id}``: name, description (2.19), hostname (2.90)."""
     body = creq.body(update_schema(creq.version.minor))["server"]
     inst = await find(env, creq, creq.param("server_id"))
+    creq.authorize(SERVERS + "update", inst)
     changes: dict[str, Any] = {}
     for key, column in (("name", "display_name"), ("description", "display_description"),
                         ("hostname", "hostname"), ("accessIPv4", "access_ip_v4"),
@@ -249,7 +266,7 @@ async def update_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
         inst = await env.store.update_instance(inst.uuid, now=env.compute.wall(), **changes)
     full = creq.at_least(75)
     found = await views.Lookups.load(env, creq, [inst], detail=full,
-                                     server_groups=creq.at_least(71))
+                                     server_groups=creq.at_least(71), owner=inst)
     return json({"server": views.detail(creq, inst, found, full=full, server_groups=True)})
 
 
@@ -257,7 +274,7 @@ async def delete_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``DELETE /servers/{server_id}``: 204; the server's addresses go back at once
     (a soft-deleted one keeps them, to be restorable)."""
     uuid = creq.param("server_id")
-    await find(env, creq, uuid)
+    creq.authorize(SERVERS + "delete", await find(env, creq, uuid))
     try:
         await env.compute.delete(creq.ctx, uuid)
     except NotFound:
@@ -271,6 +288,7 @@ async def delete_server(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def list_ips(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{server_id}/ips``: the addresses by network."""
     inst = await find(env, creq, creq.param("server_id"))
+    creq.authorize("os_compute_api:ips:index", inst)
     addrs = await views.addresses_of(env, inst.uuid)
     return json({"addresses": views.address_view(addrs, extended=False)})
 
@@ -278,6 +296,7 @@ async def list_ips(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def show_ips(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /servers/{server_id}/ips/{network_label}``."""
     inst = await find(env, creq, creq.param("server_id"))
+    creq.authorize("os_compute_api:ips:show", inst)
     label = creq.param("network_label")
     addrs = await views.addresses_of(env, inst.uuid)
     if label not in addrs:

@@ -4,8 +4,9 @@ An instance counts in a window ``[start, end]`` if it was launched before the
 end and not terminated before the start; deleted instances count too (their
 ``terminated_at`` bounds them). Its hours are the part of the window between
 launch and termination (or the end); vCPU, memory and disk hours weight them
-by the flavor it had. The end is never later than now. The listing is for
-admins (every project); one project's usage is for its members or an admin
+by the flavor it had. The end is never later than now. The listing
+(``os-simple-tenant-usage:list``) is for admins (every project); one project's
+usage (``:show``, checked against that project) is for its readers or an admin
 (403 for anyone else). From 2.40 the instances are paged by ``limit`` and
 ``marker`` (an instance uuid), ordered by project then uuid, with a ``next``
 link when a page is full; 2.75 refuses unknown query parameters.
@@ -26,7 +27,7 @@ from nimbus.core.api.compute.services import (
 from nimbus.core.api.compute.wire import ComputeEnv, ComputeRequest, json, route
 from nimbus.core.api.http import Response, Route
 from nimbus.core.db.instance_schema import InstanceRecord
-from nimbus.core.errors import Forbidden, InvalidInput, NotFound
+from nimbus.core.errors import InvalidInput, NotFound
 
 _FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S.%f")
 _HOUR = 3600.0
@@ -144,9 +145,7 @@ async def list_usage(env: ComputeEnv, creq: ComputeRequest) -> Response:
 async def show_usage(env: ComputeEnv, creq: ComputeRequest) -> Response:
     """``GET /os-simple-tenant-usage/{project_id}``: one project's usage, per server."""
     project_id = creq.param("tenant_id")
-    if not creq.ctx.is_admin and creq.ctx.project_id != project_id:
-        raise Forbidden("Policy doesn't allow os_compute_api:os-simple-tenant-usage:show "
-                        "to be performed.")
+    creq.authorize("os_compute_api:os-simple-tenant-usage:show", {"project_id": project_id})
     allowed = ("start", "end") + (("limit", "marker") if creq.at_least(40) else ())
     check_query(creq, allowed, strict=creq.at_least(75))
     summaries, usages, limit = await _usages(env, creq, project_id, True)

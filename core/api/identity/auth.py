@@ -5,23 +5,17 @@ Every ``openstack`` command starts here (CLIENTS.md, section 1): version
 discovery without a token, then ``POST /v3/auth/tokens`` answered 201 with the
 token in ``X-Subject-Token``. Validating or revoking a token (the subject) needs
 a token of the caller's own: an admin, or the subject's own user, may do it
-(Keystone's ``token_subject`` rule).
+(the ``identity:validate_token`` and ``identity:revoke_token`` rules, with the
+subject's user as target).
 """
 
 from __future__ import annotations
 
 from nimbus.core.api.http import Response
 from nimbus.core.api.identity.views import project_view, token_body, version_document
-from nimbus.core.api.identity.wire import (
-    Denied,
-    IdentityRequest,
-    collection,
-    json_response,
-    no_content,
-)
+from nimbus.core.api.identity.wire import IdentityRequest, collection, json_response, no_content
 from nimbus.core.errors import ApiError
 from nimbus.core.identity.authbody import parse_auth
-from nimbus.core.identity.service import TokenInfo
 
 
 async def versions(ireq: IdentityRequest) -> Response:
@@ -50,17 +44,12 @@ async def issue_token(ireq: IdentityRequest) -> Response:
                          {"X-Subject-Token": info.token_id})
 
 
-def _may_act_on(caller: TokenInfo, subject: TokenInfo, action: str) -> None:
-    if not (caller.is_admin or caller.user.id == subject.user.id):
-        raise Denied(action)
-
-
 async def validate_token(ireq: IdentityRequest) -> Response:
     """``GET``/``HEAD /v3/auth/tokens``: 200 with the subject token's body, 404 if it is
     not valid."""
     caller = await ireq.caller()
     subject = await ireq.subject()
-    _may_act_on(caller, subject, "validate_token")
+    ireq.check(caller, "validate_token", {"user_id": subject.user.id})
     return json_response(token_body(subject, _catalog(ireq)),
                          headers={"X-Subject-Token": subject.token_id})
 
@@ -69,7 +58,7 @@ async def revoke_token(ireq: IdentityRequest) -> Response:
     """``DELETE /v3/auth/tokens``: revoke the subject token (204)."""
     caller = await ireq.caller()
     subject = await ireq.subject()
-    _may_act_on(caller, subject, "revoke_token")
+    ireq.check(caller, "revoke_token", {"user_id": subject.user.id})
     await ireq.logic.revoke(subject)
     return no_content()
 

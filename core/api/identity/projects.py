@@ -1,10 +1,10 @@
 """``/v3/projects`` and ``/v3/domains``: list, create, show, update, delete.
 
-Changing projects needs the ``admin`` role; reading one needs admin or a token
-scoped to it. Clients try names as ids first (``GET /v3/projects/<name>``), so
-a missing project is a clean JSON 404 (CLIENTS.md), then list with ``?name=``.
-A project's unknown attributes are kept in its ``extra`` and shown back, as
-Keystone does.
+By default (``identity:*`` rules) changing projects needs the ``admin`` role;
+reading one needs admin or a token scoped to it. Clients try names as ids first
+(``GET /v3/projects/<name>``), so a missing project is a clean JSON 404
+(CLIENTS.md), then list with ``?name=``. A project's unknown attributes are kept
+in its ``extra`` and shown back, as Keystone does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 from nimbus.core.api.http import Response
 from nimbus.core.api.identity.views import domain_view, project_view
 from nimbus.core.api.identity.wire import (
-    Denied,
     IdentityRequest,
     collection,
     conflict,
@@ -65,7 +64,7 @@ async def get_project(ireq: IdentityRequest, project_id: str) -> ProjectRecord:
 
 async def list_projects(ireq: IdentityRequest) -> Response:
     """``GET /v3/projects``: filtered by ``name``, ``domain_id``, ``enabled``, ``parent_id``."""
-    await ireq.admin("list_projects")
+    await ireq.authorize("list_projects")
     found = await ireq.logic.store.list_projects(
         name=ireq.query("name"), domain_id=ireq.query("domain_id"),
         enabled=ireq.bool_filter("enabled"), parent_id=ireq.query("parent_id"))
@@ -75,7 +74,7 @@ async def list_projects(ireq: IdentityRequest) -> Response:
 
 async def create_project(ireq: IdentityRequest) -> Response:
     """``POST /v3/projects``: 201 with the project; 409 if the name is taken in the domain."""
-    caller = await ireq.admin("create_project")
+    caller = await ireq.authorize("create_project")
     data = ireq.body("project")
     name = name_field(data, "project", required=True) or ""
     domain_id = member(data, "domain_id", "project", str, required=False) \
@@ -108,10 +107,8 @@ async def create_project(ireq: IdentityRequest) -> Response:
 
 async def show_project(ireq: IdentityRequest) -> Response:
     """``GET /v3/projects/{project_id}``: for an admin or a token scoped to it."""
-    caller = await ireq.caller()
     project_id = ireq.param("project_id")
-    if not caller.is_admin and (caller.project is None or caller.project.id != project_id):
-        raise Denied("get_project")
+    await ireq.authorize("get_project", {"project_id": project_id})
     return json_response({"project": project_view(ireq.v3, await get_project(ireq,
                                                                              project_id))})
 
@@ -119,7 +116,7 @@ async def show_project(ireq: IdentityRequest) -> Response:
 async def update_project(ireq: IdentityRequest) -> Response:
     """``PATCH /v3/projects/{project_id}``: name, description, enabled, tags, extras.
     Disabling a project revokes the tokens scoped to it."""
-    await ireq.admin("update_project")
+    await ireq.authorize("update_project", {"project_id": ireq.param("project_id")})
     data = ireq.body("project")
     old = await get_project(ireq, ireq.param("project_id"))
     domain_id = member(data, "domain_id", "project", str, required=False)
@@ -146,8 +143,8 @@ async def update_project(ireq: IdentityRequest) -> Response:
 
 async def delete_project(ireq: IdentityRequest) -> Response:
     """``DELETE /v3/projects/{project_id}``: 204; 403 while it has child projects."""
-    await ireq.admin("delete_project")
     project_id = ireq.param("project_id")
+    await ireq.authorize("delete_project", {"project_id": project_id})
     try:
         await ireq.logic.store.delete_project(project_id)
     except NotFound:
@@ -161,10 +158,8 @@ async def delete_project(ireq: IdentityRequest) -> Response:
 async def user_projects(ireq: IdentityRequest) -> Response:
     """``GET /v3/users/{user_id}/projects``: the projects a user has a role on (the user
     themself or an admin; Horizon asks this with an unscoped token)."""
-    caller = await ireq.caller()
     user_id = ireq.param("user_id")
-    if not caller.is_admin and caller.user.id != user_id:
-        raise Denied("list_user_projects")
+    await ireq.authorize("list_user_projects", {"user_id": user_id})
     found = await ireq.logic.store.list_projects(user_id=user_id,
                                                  enabled=ireq.bool_filter("enabled"))
     return json_response(collection([project_view(ireq.v3, p) for p in found], "projects",
@@ -175,7 +170,7 @@ async def user_projects(ireq: IdentityRequest) -> Response:
 
 async def list_domains(ireq: IdentityRequest) -> Response:
     """``GET /v3/domains``: filtered by ``name`` and ``enabled``."""
-    await ireq.admin("list_domains")
+    await ireq.authorize("list_domains")
     name, enabled = ireq.query("name"), ireq.bool_filter("enabled")
     found = [d for d in await ireq.logic.store.list_domains()
              if (name is None or d.name == name) and (enabled is None or d.enabled == enabled)]
@@ -184,12 +179,13 @@ async def list_domains(ireq: IdentityRequest) -> Response:
 
 
 async def show_domain(ireq: IdentityRequest) -> Response:
-    """``GET /v3/domains/{domain_id}``: for an admin, or a token scoped in that domain."""
+    """``GET /v3/domains/{domain_id}``: for a token scoped in that domain, or whom
+    ``identity:get_domain`` allows (an admin)."""
     caller = await ireq.caller()
     domain_id = ireq.param("domain_id")
     own = {d.id for d in (caller.project_domain, caller.domain) if d is not None}
-    if not caller.is_admin and domain_id not in own:
-        raise Denied("get_domain")
+    if domain_id not in own:
+        ireq.check(caller, "get_domain", {"domain_id": domain_id})
     try:
         domain = await ireq.logic.store.get_domain(domain_id)
     except NotFound:

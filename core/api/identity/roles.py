@@ -16,7 +16,6 @@ from nimbus.core.api.identity.projects import get_project
 from nimbus.core.api.identity.users import get_user
 from nimbus.core.api.identity.views import role_view
 from nimbus.core.api.identity.wire import (
-    Denied,
     IdentityRequest,
     collection,
     conflict,
@@ -45,7 +44,7 @@ async def get_role(ireq: IdentityRequest, role_id: str) -> RoleRecord:
 
 async def list_roles(ireq: IdentityRequest) -> Response:
     """``GET /v3/roles``: every role, or the one named ``?name=``."""
-    await ireq.admin("list_roles")
+    await ireq.authorize("list_roles")
     name = ireq.query("name")
     found = [r for r in await ireq.logic.store.list_roles() if name is None or r.name == name]
     return json_response(collection([role_view(ireq.v3, r) for r in found], "roles",
@@ -54,7 +53,7 @@ async def list_roles(ireq: IdentityRequest) -> Response:
 
 async def create_role(ireq: IdentityRequest) -> Response:
     """``POST /v3/roles``: 201 with the role; 409 if the name is taken."""
-    await ireq.admin("create_role")
+    await ireq.authorize("create_role")
     data = ireq.body("role")
     name = name_field(data, "role", required=True, max_length=_ROLE_NAME_LENGTH) or ""
     description = member(data, "description", "role", str, required=False)
@@ -69,15 +68,15 @@ async def create_role(ireq: IdentityRequest) -> Response:
 
 async def show_role(ireq: IdentityRequest) -> Response:
     """``GET /v3/roles/{role_id}``."""
-    await ireq.admin("get_role")
-    return json_response({"role": role_view(ireq.v3, await get_role(ireq,
-                                                                    ireq.param("role_id")))})
+    role_id = ireq.param("role_id")
+    await ireq.authorize("get_role", {"role_id": role_id})
+    return json_response({"role": role_view(ireq.v3, await get_role(ireq, role_id))})
 
 
 async def delete_role(ireq: IdentityRequest) -> Response:
     """``DELETE /v3/roles/{role_id}``: 204, with every assignment of it."""
-    await ireq.admin("delete_role")
     role_id = ireq.param("role_id")
+    await ireq.authorize("delete_role", {"role_id": role_id})
     try:
         await ireq.logic.store.delete_role(role_id)
     except NotFound:
@@ -89,7 +88,8 @@ async def delete_role(ireq: IdentityRequest) -> Response:
 
 async def _grant_parts(ireq: IdentityRequest, action: str) -> tuple[str, str, str]:
     """The project, user and role of a grant URL, each checked to exist (404 naming it)."""
-    await ireq.admin(action)
+    await ireq.authorize(action, {"project_id": ireq.param("project_id"),
+                                  "user_id": ireq.param("user_id")})
     project = await get_project(ireq, ireq.param("project_id"))
     user = await get_user(ireq, ireq.param("user_id"))
     role = await get_role(ireq, ireq.param("role_id"))
@@ -136,10 +136,8 @@ async def list_assignments(ireq: IdentityRequest) -> Response:
     """``GET /v3/role_assignments``: filters ``user.id``, ``scope.project.id``,
     ``scope.domain.id``, ``role.id``; flags ``effective`` and ``include_names``. An admin
     may list anyone's; a user their own (``?user.id=<self>``)."""
-    caller = await ireq.caller()
     user_id = ireq.query("user.id")
-    if not caller.is_admin and user_id != caller.user.id:
-        raise Denied("list_role_assignments")
+    await ireq.authorize("list_role_assignments", {"user_id": user_id})
     project_id, domain_id = ireq.query("scope.project.id"), ireq.query("scope.domain.id")
     if project_id is not None and domain_id is not None:
         raise invalid("scope", "filter on a project or on a domain, not both")

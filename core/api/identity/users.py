@@ -15,7 +15,6 @@ from nimbus.core.api.http import Response
 from nimbus.core.api.identity.projects import default_domain
 from nimbus.core.api.identity.views import user_view
 from nimbus.core.api.identity.wire import (
-    Denied,
     IdentityRequest,
     collection,
     conflict,
@@ -60,7 +59,7 @@ async def get_user(ireq: IdentityRequest, user_id: str) -> UserRecord:
 
 async def list_users(ireq: IdentityRequest) -> Response:
     """``GET /v3/users``: filtered by ``name``, ``domain_id``, ``enabled``."""
-    await ireq.admin("list_users")
+    await ireq.authorize("list_users")
     found = await ireq.logic.store.list_users(
         name=ireq.query("name"), domain_id=ireq.query("domain_id"),
         enabled=ireq.bool_filter("enabled"))
@@ -70,7 +69,7 @@ async def list_users(ireq: IdentityRequest) -> Response:
 
 async def create_user(ireq: IdentityRequest) -> Response:
     """``POST /v3/users``: 201 with the user; 409 if the name is taken in the domain."""
-    caller = await ireq.admin("create_user")
+    caller = await ireq.authorize("create_user")
     data = ireq.body("user")
     name = name_field(data, "user", required=True, max_length=_USER_NAME_LENGTH) or ""
     domain_id = member(data, "domain_id", "user", str, required=False) \
@@ -99,17 +98,15 @@ async def create_user(ireq: IdentityRequest) -> Response:
 
 async def show_user(ireq: IdentityRequest) -> Response:
     """``GET /v3/users/{user_id}``: for an admin or the user themself."""
-    caller = await ireq.caller()
     user_id = ireq.param("user_id")
-    if not caller.is_admin and caller.user.id != user_id:
-        raise Denied("get_user")
+    await ireq.authorize("get_user", {"user_id": user_id})
     return json_response({"user": user_view(ireq.v3, await get_user(ireq, user_id))})
 
 
 async def update_user(ireq: IdentityRequest) -> Response:
     """``PATCH /v3/users/{user_id}``: name, password, enabled, default project, email,
     extras. A new password or disabling the user revokes their tokens."""
-    await ireq.admin("update_user")
+    await ireq.authorize("update_user", {"user_id": ireq.param("user_id")})
     data = ireq.body("user")
     old = await get_user(ireq, ireq.param("user_id"))
     domain_id = member(data, "domain_id", "user", str, required=False)
@@ -140,8 +137,8 @@ async def update_user(ireq: IdentityRequest) -> Response:
 
 async def delete_user(ireq: IdentityRequest) -> Response:
     """``DELETE /v3/users/{user_id}``: 204, with their role assignments."""
-    await ireq.admin("delete_user")
     user_id = ireq.param("user_id")
+    await ireq.authorize("delete_user", {"user_id": user_id})
     try:
         await ireq.logic.store.delete_user(user_id)
     except NotFound:

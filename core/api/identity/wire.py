@@ -7,18 +7,24 @@ turns one into a core :class:`Route` (the logic is bound in a closure, since
 ``ApiContext`` has no slot for it), answers every error in Keystone's shape
 ``{"error": {"code", "title", "message"}}``, and adds the headers every
 Keystone answer carries.
+
+Every decision that depends on the caller's roles is a Keystone rule
+(``identity:list_projects``) of the logic's policy, checked by
+:meth:`IdentityRequest.authorize` against the object's ``user_id`` or
+``project_id``; a refusal is Keystone's 403 naming the rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from nimbus.core.api.http import JSON_TYPE, ApiContext, Request, Response, Route
+from nimbus.core.context import RequestContext
 from nimbus.core.errors import ApiError, DuplicateError, NimbusError, NotFound
 from nimbus.core.identity.authbody import invalid, member
 from nimbus.core.identity.service import IdentityLogic, TokenInfo
@@ -120,11 +126,20 @@ class IdentityRequest:
             raise Unauthorized("no X-Auth-Token")
         return await self.logic.validate(token)
 
-    async def admin(self, action: str) -> TokenInfo:
-        """The caller, who must hold ``admin``; 403 naming the action otherwise."""
-        caller = await self.caller()
-        if not caller.is_admin:
+    def check(self, caller: TokenInfo, action: str,
+              target: Mapping[str, object] | None = None) -> None:
+        """Keystone's 403 naming ``action`` unless the policy lets ``caller`` do
+        ``identity:<action>`` to ``target`` (the object's ``user_id``/``project_id``;
+        None: nothing in particular)."""
+        if not self.logic.policy.allows(f"identity:{action}", policy_context(caller),
+                                        target or {}):
             raise Denied(action)
+
+    async def authorize(self, action: str,
+                        target: Mapping[str, object] | None = None) -> TokenInfo:
+        """The caller, whom the policy must allow ``action`` on ``target``."""
+        caller = await self.caller()
+        self.check(caller, action, target)
         return caller
 
     async def subject(self) -> TokenInfo:
@@ -145,6 +160,13 @@ class IdentityRequest:
             raise invalid(key, "the request body must be a JSON object")
         found: dict[str, Any] = member(data, key, "")
         return found
+
+
+def policy_context(caller: TokenInfo) -> RequestContext:
+    """A token as the policy sees it: its user, its project (empty unless it is
+    project-scoped) and its role names, implied ones included."""
+    project_id = caller.project.id if caller.project is not None else ""
+    return RequestContext(caller.user.id, project_id, "", caller.role_names)
 
 
 def name_field(data: dict[str, Any], where: str, *, required: bool,

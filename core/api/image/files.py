@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from nimbus.core.api.http import Response
-from nimbus.core.api.image.images import find_image
+from nimbus.core.api.image.images import authorize, find_image
 from nimbus.core.api.image.wire import ImageEnv, ImageRequest, StreamingResponse, no_content
 from nimbus.core.image import data
 from nimbus.core.image.errors import GlanceError, bad_request, forbidden
-from nimbus.core.image.visibility import may_modify
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -51,10 +50,8 @@ async def upload_file(env: ImageEnv, ireq: ImageRequest) -> Response | Streaming
         raise GlanceError(415, f"The request media type {media or 'None'} is not supported "
                                "by this server.", f"Invalid content type {ctype or 'None'}")
     size = _declared_size(ireq)
-    image_id = ireq.param("image_id")
     image = await find_image(env, ireq)
-    if not may_modify(ireq.ctx, image):
-        raise forbidden(f"Not allowed to upload image data for image {image_id}")
+    authorize(env, ireq, "upload_image", image)
     chunks = ireq.chunks if ireq.chunks is not None else _no_chunks()
     await data.upload(env.store, env.blobs, env.runtime, image, chunks,
                       size_cap=env.config.image_size_cap, declared_size=size)
@@ -64,7 +61,8 @@ async def upload_file(env: ImageEnv, ireq: ImageRequest) -> Response | Streaming
 async def download_file(env: ImageEnv, ireq: ImageRequest) -> Response | StreamingResponse:
     """``GET /v2/images/{image_id}/file``: the data, streamed (204 if there is none)."""
     image = await find_image(env, ireq)
-    if image.status == "deactivated" and not ireq.ctx.is_admin:
+    authorize(env, ireq, "download_image", image)
+    if image.status == "deactivated" and not env.sees_all(ireq.ctx):
         raise forbidden("The requested image has been deactivated. Image data download is "
                         "forbidden.")
     download = await data.open_download(env.blobs, image)

@@ -2,9 +2,11 @@
 
 The checks and their answers are Glance's (``glance/api/v2/images.py`` and its
 policies with secure-RBAC defaults): an image the caller may not see is a 404
-whatever the action; one it sees but may not change is a 403; the owner
-(with the ``member`` role) or an admin changes it; only an admin makes an image
-public or (de)activates it. Listing is :mod:`nimbus.core.api.image.listing`.
+whatever the action; then the action's policy rule (``get_image``,
+``modify_image``, ...; see :mod:`nimbus.core.policy`) decides, a refusal being
+a 403 naming the rule. By default the owner (with the ``member`` role) or an
+admin changes an image, and only an admin makes it public or (de)activates it.
+Listing is :mod:`nimbus.core.api.image.listing`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ from typing import Any
 
 from nimbus.core.api.http import Response
 from nimbus.core.api.image.views import image_href, image_view
-from nimbus.core.api.image.wire import ImageEnv, ImageRequest, json_response, no_content
-from nimbus.core.context import MEMBER
+from nimbus.core.api.image.wire import (
+    ImageEnv,
+    ImageRequest,
+    image_target,
+    json_response,
+    no_content,
+)
 from nimbus.core.db.images import ImageRecord
 from nimbus.core.errors import ConflictError, DuplicateError, NotFound
 from nimbus.core.image import data
@@ -22,6 +29,7 @@ from nimbus.core.image.errors import (
     GlanceError,
     bad_request,
     conflict,
+    denied,
     forbidden,
     forbidden_detail,
     image_not_found,
@@ -31,6 +39,7 @@ from nimbus.core.image.errors import (
 from nimbus.core.image.patch import (
     RESERVED,
     RESERVED_PREFIX,
+    Allowed,
     apply_patch,
     check_owner,
     check_visibility_change,
@@ -38,7 +47,7 @@ from nimbus.core.image.patch import (
     patch_media_type,
 )
 from nimbus.core.image.schema import validate_image
-from nimbus.core.image.visibility import may_modify, visible_image
+from nimbus.core.image.visibility import visible_image
 
 #: Keys a create body may never carry (Glance's ``_disallowed_properties``).
 _DISALLOWED = ("direct_url", "self", "file", "schema", "stores")
@@ -50,19 +59,25 @@ _BASE = ("id", "name", "visibility", "protected", "os_hidden", "container_format
          "disk_format", "min_disk", "min_ram", "owner", "tags", *_READONLY)
 
 
-def denied(action: str) -> GlanceError:
-    """Glance's 403 for a policy that does not allow ``action``."""
-    return forbidden(f"You are not authorized to complete {action} action.")
-
-
 async def find_image(env: ImageEnv, ireq: ImageRequest, message: str | None = None
                      ) -> ImageRecord:
     """The image of the URL if the caller may see it; Glance's 404 otherwise."""
     image_id = ireq.param("image_id")
     try:
-        return await visible_image(env.store, ireq.ctx, image_id)
+        return await visible_image(env.store, ireq.ctx, image_id,
+                                   admin=env.sees_all(ireq.ctx))
     except NotFound:
         raise (not_found(message) if message else image_not_found(image_id)) from None
+
+
+def authorize(env: ImageEnv, ireq: ImageRequest, action: str, image: ImageRecord) -> None:
+    """Glance's 403 unless the policy allows ``action`` on ``image`` (one it sees)."""
+    env.authorize(action, ireq.ctx, image_target(image))
+
+
+def allowed_on(env: ImageEnv, ireq: ImageRequest, target: dict[str, object]) -> Allowed:
+    """The policy's answer for this caller and target, one action at a time."""
+    return lambda action: env.allows(action, ireq.ctx, target)
 
 
 def _quota_error(what: str, attempted: int, maximum: int) -> GlanceError:
@@ -90,12 +105,13 @@ async def create_image(env: ImageEnv, ireq: ImageRequest) -> Response:
             raise forbidden(f"Attribute '{key}' is read-only.")
     owner = base.get("owner", ctx.project_id)
     check_owner(owner)
-    if not ctx.is_admin:
+    visibility = base.get("visibility", "shared")
+    target: dict[str, object] = {"project_id": owner, "visibility": visibility}
+    if not env.allows("add_image", ctx, target):
         if owner != ctx.project_id:
             raise forbidden(f"You are not permitted to create images owned by '{owner}'.")
-        if MEMBER not in ctx.roles:
-            raise denied("add_image")
-    check_visibility_change(ctx, base.get("visibility"))
+        raise denied("add_image")
+    check_visibility_change(allowed_on(env, ireq, target), visibility)
     for key in ("min_disk", "min_ram"):
         if base.get(key, 0) < 0:
             raise bad_request(f"Invalid value '{base[key]}' for parameter '{key}': Cannot "
@@ -110,7 +126,7 @@ async def create_image(env: ImageEnv, ireq: ImageRequest) -> Response:
     try:
         image = await env.store.create_image(
             id=image_id, owner=owner, now=env.runtime.wall_time(), name=base.get("name"),
-            visibility=base.get("visibility", "shared"),
+            visibility=visibility,
             protected=base.get("protected", False), os_hidden=base.get("os_hidden", False),
             disk_format=base.get("disk_format"),
             container_format=base.get("container_format"),
@@ -123,7 +139,9 @@ async def create_image(env: ImageEnv, ireq: ImageRequest) -> Response:
 
 async def show_image(env: ImageEnv, ireq: ImageRequest) -> Response:
     """``GET /v2/images/{image_id}``."""
-    return json_response(image_view(await find_image(env, ireq)))
+    image = await find_image(env, ireq)
+    authorize(env, ireq, "get_image", image)
+    return json_response(image_view(image))
 
 
 async def update_image(env: ImageEnv, ireq: ImageRequest) -> Response:
@@ -132,11 +150,12 @@ async def update_image(env: ImageEnv, ireq: ImageRequest) -> Response:
     changes = parse_patch(ireq.body(), draft)
     image = await find_image(env, ireq)
     if not changes:
+        authorize(env, ireq, "get_image", image)
         return json_response(image_view(image))
-    if not may_modify(ireq.ctx, image):
-        raise denied("modify_image")
+    authorize(env, ireq, "modify_image", image)
     cfg = env.config
-    patch = apply_patch(ireq.ctx, image, changes, property_quota=cfg.image_property_quota,
+    patch = apply_patch(allowed_on(env, ireq, image_target(image)), image, changes,
+                        property_quota=cfg.image_property_quota,
                         tag_quota=cfg.image_tag_quota)
     now = env.runtime.wall_time()
     store = env.store
@@ -165,8 +184,7 @@ async def delete_image(env: ImageEnv, ireq: ImageRequest) -> Response:
     """``DELETE /v2/images/{image_id}`` (204); a protected image is a 403."""
     image_id = ireq.param("image_id")
     image = await find_image(env, ireq, f"Failed to find image {image_id} to delete")
-    if not may_modify(ireq.ctx, image):
-        raise denied("delete_image")
+    authorize(env, ireq, "delete_image", image)
     if image.protected:
         raise forbidden(f"Image {image_id} is protected and cannot be deleted.")
     try:
@@ -180,8 +198,7 @@ async def delete_image(env: ImageEnv, ireq: ImageRequest) -> Response:
 async def _set_active(env: ImageEnv, ireq: ImageRequest, action: str, frm: str,
                       to: str) -> Response:
     image = await find_image(env, ireq)
-    if not ireq.ctx.is_admin:
-        raise denied(action)
+    authorize(env, ireq, action, image)
     if image.status == to:
         return no_content()  # already there: Glance does nothing
     if image.status != frm:
@@ -211,8 +228,7 @@ async def add_tag(env: ImageEnv, ireq: ImageRequest) -> Response:
     validate_image({"tags": [tag]})
     image_id = ireq.param("image_id")
     image = await find_image(env, ireq, f"Image {image_id} not found.")
-    if not may_modify(ireq.ctx, image):
-        raise forbidden(f"Not allowed to update tags for image {image_id}.")
+    authorize(env, ireq, "modify_image", image)
     quota = env.config.image_tag_quota
     if tag not in image.tags and len(image.tags) + 1 > quota:
         raise too_large(f"Image tag limit exceeded for image {image_id}: The limit has "
@@ -230,8 +246,7 @@ async def remove_tag(env: ImageEnv, ireq: ImageRequest) -> Response:
     tag = ireq.param("tag")
     image_id = ireq.param("image_id")
     image = await find_image(env, ireq, f"Image {image_id} not found.")
-    if not may_modify(ireq.ctx, image):
-        raise forbidden(f"Not allowed to delete tags for image {image_id}.")
+    authorize(env, ireq, "modify_image", image)
     try:
         await env.store.remove_image_tag(image_id, tag, env.runtime.wall_time())
     except NotFound:

@@ -212,13 +212,14 @@ def parse_query(env: ImageEnv, query: dict[str, list[str]]) -> tuple[_Query, int
 
 async def list_images(env: ImageEnv, ireq: ImageRequest) -> Response:
     """``GET /v2/images``: the images the caller may list, one page of them."""
+    env.authorize("get_images", ireq.ctx)
     query = {k: list(v) for k, v in ireq.request.query.items()}
     q, limit = parse_query(env, query)
     marker = ireq.request.query_one("marker")
     ctx = ireq.ctx
     try:
         found = await env.store.list_images_visible_to(
-            ctx.project_id, ctx.is_admin, marker=marker,
+            ctx.project_id, env.sees_all(ctx), marker=marker,
             limit=None if q.checks else limit, **q.store)
     except NotFound:
         raise bad_request(f"No image found with ID {marker}") from None

@@ -1,19 +1,26 @@
 """``/v2/images/{image_id}/members``: share an image with projects, and answer a share.
 
-Only ``shared`` images have members. The owner (or an admin) adds and removes
-them; each member answers for itself, setting its status to ``accepted``,
-``rejected`` or back to ``pending`` (the body may carry more keys: the CLI
-also sends ``member``). The owner sees every member; a member sees only itself
-(Glance's database filter), so another project's membership is a 404.
+Only ``shared`` images have members. Policy rules decide who does what
+(``add_member``, ``delete_member``, ``get_member(s)``, ``modify_member``): by
+default the owner (or an admin) adds and removes members, and each member
+answers for itself, setting its status to ``accepted``, ``rejected`` or back to
+``pending`` (the body may carry more keys: the CLI also sends ``member``). The
+owner sees every member; a member sees only itself (Glance's database filter),
+so another project's membership is a 404.
 """
 
 from __future__ import annotations
 
 from nimbus.core.api.http import Response
-from nimbus.core.api.image.images import find_image
+from nimbus.core.api.image.images import authorize, find_image
 from nimbus.core.api.image.views import member_view, members_view
-from nimbus.core.api.image.wire import ImageEnv, ImageRequest, json_response, no_content
-from nimbus.core.context import RequestContext
+from nimbus.core.api.image.wire import (
+    ImageEnv,
+    ImageRequest,
+    image_target,
+    json_response,
+    no_content,
+)
 from nimbus.core.db.image_members import ImageMemberRecord
 from nimbus.core.db.images import MEMBER_STATUSES, PROJECT_LEN, ImageRecord
 from nimbus.core.errors import DuplicateError, NotFound
@@ -25,11 +32,11 @@ from nimbus.core.image.errors import (
     not_found,
     too_large,
 )
-from nimbus.core.image.visibility import is_owner, may_modify
+from nimbus.core.image.visibility import is_owner
 
 
-def _sees_all_members(ctx: RequestContext, image: ImageRecord) -> bool:
-    return ctx.is_admin or is_owner(ctx, image)
+def _sees_all_members(env: ImageEnv, ireq: ImageRequest, image: ImageRecord) -> bool:
+    return is_owner(ireq.ctx, image) or env.sees_all(ireq.ctx)
 
 
 def _member_not_found(member_id: str, image_id: str) -> GlanceError:
@@ -39,7 +46,7 @@ def _member_not_found(member_id: str, image_id: str) -> GlanceError:
 async def _member(env: ImageEnv, ireq: ImageRequest, image: ImageRecord) -> ImageMemberRecord:
     """The member of the URL, if the caller may see it; Glance's 404 otherwise."""
     member_id = ireq.param("member_id")
-    if not (_sees_all_members(ireq.ctx, image) or member_id == ireq.ctx.project_id):
+    if not (member_id == ireq.ctx.project_id or _sees_all_members(env, ireq, image)):
         raise _member_not_found(member_id, image.id)
     try:
         return await env.store.get_image_member(image.id, member_id)
@@ -47,9 +54,13 @@ async def _member(env: ImageEnv, ireq: ImageRequest, image: ImageRecord) -> Imag
         raise _member_not_found(member_id, image.id) from None
 
 
-async def _shared_image(env: ImageEnv, ireq: ImageRequest, refusal: str) -> ImageRecord:
+async def _shared_image(env: ImageEnv, ireq: ImageRequest, action: str,
+                        refusal: str) -> ImageRecord:
+    """The image of the URL if the caller sees it (404), may do ``action`` on it (403)
+    and it is shared (403 ``refusal``)."""
     image_id = ireq.param("image_id")
     image = await find_image(env, ireq, f"Image {image_id} not found.")
+    authorize(env, ireq, action, image)
     if image.visibility != "shared":
         raise forbidden(refusal)
     return image
@@ -68,10 +79,8 @@ async def add_member(env: ImageEnv, ireq: ImageRequest) -> Response:
     if not isinstance(member_id, str) or len(member_id) > PROJECT_LEN:
         raise bad_request('Expected a member in the form: {"member": "image_id"}')
     image_id = ireq.param("image_id")
-    refusal = f"Not allowed to create members for image {image_id}."
-    image = await _shared_image(env, ireq, refusal)
-    if not may_modify(ireq.ctx, image):
-        raise forbidden(refusal)
+    await _shared_image(env, ireq, "add_member",
+                        f"Not allowed to create members for image {image_id}.")
     quota = env.config.image_member_quota
     count = len(await env.store.list_image_members(image_id))
     if count + 1 > quota:
@@ -89,10 +98,10 @@ async def add_member(env: ImageEnv, ireq: ImageRequest) -> Response:
 async def list_members(env: ImageEnv, ireq: ImageRequest) -> Response:
     """``GET /v2/images/{image_id}/members``: every member to the owner, itself to a member."""
     image_id = ireq.param("image_id")
-    image = await _shared_image(env, ireq, f"Not allowed to list members for image "
-                                           f"{image_id}: Only shared images have members.")
+    image = await _shared_image(env, ireq, "get_members", f"Not allowed to list members "
+                                f"for image {image_id}: Only shared images have members.")
     members = await env.store.list_image_members(image_id)
-    if not _sees_all_members(ireq.ctx, image):
+    if not _sees_all_members(env, ireq, image):
         members = [m for m in members if m.member == ireq.ctx.project_id]
     return json_response(members_view(members))
 
@@ -101,6 +110,7 @@ async def show_member(env: ImageEnv, ireq: ImageRequest) -> Response:
     """``GET /v2/images/{image_id}/members/{member_id}``."""
     image_id = ireq.param("image_id")
     image = await find_image(env, ireq, f"Image {image_id} not found.")
+    authorize(env, ireq, "get_member", image)
     if image.visibility != "shared":
         raise not_found("Only shared images have members.")
     return json_response(member_view(await _member(env, ireq, image)))
@@ -116,11 +126,11 @@ async def update_member(env: ImageEnv, ireq: ImageRequest) -> Response:
         raise bad_request("Status not specified")
     status = data["status"]
     image_id = ireq.param("image_id")
-    refusal = f"Not allowed to update members for image {image_id}."
-    image = await _shared_image(env, ireq, refusal)
+    image = await find_image(env, ireq, f"Image {image_id} not found.")
+    if image.visibility != "shared":
+        raise forbidden(f"Not allowed to update members for image {image_id}.")
     member = await _member(env, ireq, image)
-    if not ireq.ctx.is_admin and member.member != ireq.ctx.project_id:
-        raise forbidden(refusal)
+    env.authorize("modify_member", ireq.ctx, image_target(image, member.member))
     if status not in MEMBER_STATUSES:
         raise bad_request('Incorrect request: Status must be "pending", "accepted" or '
                           '"rejected".')
@@ -135,10 +145,8 @@ async def update_member(env: ImageEnv, ireq: ImageRequest) -> Response:
 async def delete_member(env: ImageEnv, ireq: ImageRequest) -> Response:
     """``DELETE /v2/images/{image_id}/members/{member_id}`` (204, owner or admin)."""
     image_id = ireq.param("image_id")
-    refusal = f"Not allowed to delete members for image {image_id}."
-    image = await _shared_image(env, ireq, refusal)
-    if not may_modify(ireq.ctx, image):
-        raise forbidden(refusal)
+    image = await _shared_image(env, ireq, "delete_member",
+                                f"Not allowed to delete members for image {image_id}.")
     member = await _member(env, ireq, image)
     try:
         await env.store.delete_image_member(image_id, member.member)

@@ -27,12 +27,13 @@ import msgspec
 from nimbus.core.api.http import JSON_TYPE, ApiContext, Request, Response, Route
 from nimbus.core.api.image.errors import error_answer, webob_error
 from nimbus.core.context import RequestContext
+from nimbus.core.db.images import ImageRecord
 from nimbus.core.db.store import Store
 from nimbus.core.errors import NimbusError
 from nimbus.core.image.blobs import BlobStore
 from nimbus.core.image.config import ImageConfig
 from nimbus.core.image.data import Download
-from nimbus.core.image.errors import GlanceError, bad_request, explanation_of
+from nimbus.core.image.errors import GlanceError, bad_request, denied, explanation_of
 from nimbus.core.policy import DEFAULT_POLICY, Policy
 from nimbus.core.runtime import Runtime
 
@@ -62,6 +63,33 @@ class ImageEnv:
     config: ImageConfig = field(default_factory=ImageConfig)
     #: the rules in force (``[policy] file`` over the shipped defaults)
     policy: Policy = DEFAULT_POLICY
+
+    def allows(self, action: str, ctx: RequestContext,
+               target: Mapping[str, object] | None = None) -> bool:
+        """Whether the policy lets ``ctx`` do Glance's ``action`` (``modify_image``) to
+        ``target`` (:func:`image_target`; None: the caller's own project)."""
+        return self.policy.allows(action, ctx, target)
+
+    def authorize(self, action: str, ctx: RequestContext,
+                  target: Mapping[str, object] | None = None) -> None:
+        """Glance's 403 naming ``action`` unless :meth:`allows`."""
+        if not self.policy.allows(action, ctx, target):
+            raise denied(action)
+
+    def sees_all(self, ctx: RequestContext) -> bool:
+        """Whether ``ctx`` sees every image and member (``context_is_admin``)."""
+        return self.policy.allows("context_is_admin", ctx)
+
+
+def image_target(image: ImageRecord, member_id: str | None = None) -> dict[str, object]:
+    """What an image rule checks: the owner as ``project_id``, the visibility, and for a
+    member rule the member's project as ``member_id``. An image without an owner is
+    everyone's (:mod:`nimbus.core.image.visibility`), so its rules see it as public."""
+    visibility = image.visibility if image.owner is not None else "public"
+    target: dict[str, object] = {"project_id": image.owner, "visibility": visibility}
+    if member_id is not None:
+        target["member_id"] = member_id
+    return target
 
 
 @dataclass(frozen=True, slots=True)

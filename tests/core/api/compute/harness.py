@@ -3,7 +3,9 @@
 ``run(scenario)`` starts a :class:`~tests.core.compute.cloud.SimCloud` and hands
 ``scenario`` an :class:`Api`: requests go through the real routes (token check,
 microversions, errors) to the real handlers. Tokens are fixed strings:
-``USER`` (project p1), ``OTHER`` (project p2), ``ADMIN``.
+``USER`` (project p1), ``READER`` (project p1, the reader role only), ``OTHER``
+(project p2), ``ADMIN``. ``run(scenario, policy=Policy({...}))`` serves the API
+under other rules.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from nimbus.core.api.dispatch import Dispatcher
 from nimbus.core.api.http import ApiContext, Response
 from nimbus.core.context import ADMIN, MEMBER, READER, RequestContext
 from nimbus.core.errors import ApiError
+from nimbus.core.policy import DEFAULT_POLICY, Policy
 from tests.core.compute import cloud as sim
 
-USER, OTHER, ADMIN_TOKEN = "tok-user", "tok-other", "tok-admin"
+USER, OTHER, ADMIN_TOKEN, READER_TOKEN = "tok-user", "tok-other", "tok-admin", "tok-reader"
 CONTEXTS = {
     USER: ("u1", "p1", (MEMBER, READER)),
+    READER_TOKEN: ("u3", "p1", (READER,)),
     OTHER: ("u2", "p2", (MEMBER, READER)),
     ADMIN_TOKEN: ("admin", "admin", (ADMIN, MEMBER, READER)),
 }
@@ -81,12 +85,14 @@ class Api:
         return await self.request("DELETE", path, **kw)
 
 
-def run(scenario: Callable[[Api], Awaitable[Any]], **kw: Any) -> Any:
+def run(scenario: Callable[[Api], Awaitable[Any]], *, policy: Policy = DEFAULT_POLICY,
+        **kw: Any) -> Any:
     """Run ``scenario(api)`` against a started simulated cloud (``kw`` go to its ``run``)."""
     async def with_api(cloud: sim.SimCloud) -> Any:
         assert cloud.api is not None
+        cloud.api.policy = policy
         env = ComputeEnv(cloud.store, cloud.api, cloud.rt, authenticate,
-                         base_url="http://nimbus.test:8774")
+                         base_url="http://nimbus.test:8774", policy=policy)
         ctx = ApiContext(cloud.rt, cloud.metrics, "http://nimbus.test:8774", cloud.client,
                          store=cloud.store)
         return await scenario(Api(cloud, Dispatcher(ctx, compute_routes(env))))
