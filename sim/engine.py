@@ -187,6 +187,9 @@ class SimRun:
         self._groups: dict[int, str | None] = {}
         self._group_members: Counter[int] = Counter()
         self._serial = 0
+        #: wall times of the last two looks at changed instances
+        self._looked = (0.0, 0.0)
+        self._sampled = (0.0, 0.0)
 
     # -- the run ----------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -389,7 +392,7 @@ class SimRun:
             await self._live(a, group)
         finally:
             self.lifecycles_left -= 1
-            if a.group is not None:
+            if a.group is not None and not self.finished:
                 await self._leave_group(a)
 
     async def _live(self, a: Arrival, group: str | None) -> None:
@@ -488,16 +491,23 @@ class SimRun:
 
     # -- watching -----------------------------------------------------------------------
     async def _watch(self) -> None:
-        self._since = self.rt.wall_time()
         while True:
             await self.rt.sleep(self.scenario.compute.poll_interval)
             await self._poll_states()
 
-    async def _poll_states(self) -> None:
-        """Read the instances changed since the last look, as a client watching its
-        servers does (``changes-since``); note ACTIVE times and failures."""
-        since = getattr(self, "_since", self.rt.wall_time())
-        self._since = self.rt.wall_time()
+    async def _poll_states(self, since: float | None = None) -> None:
+        """Read the instances changed since the look before last, as a client watching
+        its servers does (``changes-since``); note ACTIVE times and failures.
+
+        A service stamps ``updated_at`` before its write crosses the transport to the
+        database, so a window starting at the last look could miss a write that landed
+        late: each look reaches back to the one before (a poll period of overlap), and
+        each sample once more back to the sample before last (late writes under faults).
+        """
+        now = self.rt.wall_time()
+        if since is None:
+            since = self._looked[0]
+            self._looked = (self._looked[1], now)
         changed = await self.store.list_instances(changes_since=since - 1e-6, deleted=None)
         failed: list[str] = []
         for inst in changed:
@@ -529,6 +539,8 @@ class SimRun:
         """Utilization, stranded capacity, hosts and queues now (placement's view)."""
         if final and self.samples and self.samples[-1].t == self.rt.now():
             return
+        await self._poll_states(since=self._sampled[0])
+        self._sampled = (self._sampled[1], self.rt.wall_time())
         snapshot = await self.store.provider_snapshot()
         mix = [self.flavors[n] for n in (self.scenario.workload.flavor_mix or self.flavors)
                if n in self.flavors]

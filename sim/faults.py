@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 def schedule(run: SimRun, start: float) -> list[Task[None]]:
     """Start a task for each fault of the scenario (times from ``start``) and each
     host of a class that fails."""
-    tasks: list[Task[None]] = [run.rt.spawn(_play(run, f, start), name=f"fault-{f.__class__.__name__}")
-             for f in run.scenario.faults]
+    tasks: list[Task[None]] = [
+        run.rt.spawn(_play(run, f, start), name=f"fault-{f.__class__.__name__}")
+        for f in run.scenario.faults]
     for h in run.scenario.hosts:
         if h.mtbf > 0:
             for name in [n for n, info in run.hosts.items() if info.cls is h]:

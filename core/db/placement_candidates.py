@@ -128,9 +128,12 @@ class CandidateStore(StoreArea):
     async def allocation_candidates(
         self, resources: Mapping[str, int], *, required_traits: Collection[str] = (),
         forbidden_traits: Collection[str] = (), member_of: Collection[Collection[str]] = (),
-        limit: int | None = None,
+        limit: int | None = None, summaries: bool = True,
     ) -> AllocationCandidates:
         """Ways to place ``resources`` (class -> amount) now, at most ``limit`` of them.
+
+        ``summaries=False`` leaves out the provider summaries (a caller that only
+        claims one of the requests, such as the scheduler, saves reading them).
 
         ``required_traits`` all on, and ``forbidden_traits`` none on, the root
         provider; ``member_of``: groups of aggregate uuids, the root is in at
@@ -160,7 +163,8 @@ class CandidateStore(StoreArea):
             if len(requests) < cap:
                 requests += await _shared_requests(tx, need, names, params, shape,
                                                    cap - len(requests))
-            return AllocationCandidates(requests, await _summaries(tx, requests))
+            return AllocationCandidates(
+                requests, await _summaries(tx, requests) if summaries else {})
 
         return await self.db.transact(body)
 

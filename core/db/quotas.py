@@ -208,10 +208,13 @@ async def check_quota_tx(
     if "server_group_members" in wanted and group_uuid is None:
         raise ValueError("checking the server_group_members quota needs a group_uuid")
     project_limits, user_limits = await _limits(tx, project_id, user_id)
-    usage = await _usage(tx, tuple(sorted(wanted)), project_id, user_id, group_uuid)
+    # an unlimited resource (-1 for the project and the user) needs no counting
+    limited = tuple(sorted(r for r in wanted
+                           if project_limits[r] >= 0 or user_limits[r] >= 0))
+    usage = await _usage(tx, limited, project_id, user_id, group_uuid)
     overs: list[str] = []
     first: tuple[int, int, int] | None = None
-    for resource in sorted(wanted):
+    for resource in limited:
         delta = wanted[resource]
         for used, limit in _checks(resource, usage, project_limits, user_limits, user_id):
             if 0 <= limit < used + delta:

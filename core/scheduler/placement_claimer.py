@@ -73,7 +73,7 @@ class PlacementClaimer:
         required, forbidden = request.traits()
         found = await self.store.allocation_candidates(
             resources, required_traits=required, forbidden_traits=forbidden,
-            member_of=request.member_of)
+            member_of=request.member_of, summaries=False)
         offers: dict[int, Allocations] = {}
         for allocation in found.allocation_requests:
             for provider in allocation:
