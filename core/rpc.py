@@ -234,7 +234,7 @@ class RpcEndpoint:
         m = self.metrics
         if m is not None:
             m.rpc_inflight.inc()
-            m.rpc_sent.labels("call").inc()
+            m.child(m.rpc_sent, "call").inc()
         outcome = "error"
         try:
             await self.transport.send(topic, env)
@@ -250,21 +250,21 @@ class RpcEndpoint:
             self.engine.forget(env.msg_id)
             if m is not None:
                 m.rpc_inflight.dec()
-                m.rpc_calls.labels(env.type, outcome).inc()
-                m.rpc_call_latency.labels(env.type).observe(rt.now() - start)
+                m.child(m.rpc_calls, env.type, outcome).inc()
+                m.child(m.rpc_call_latency, env.type).observe(rt.now() - start)
 
     async def cast(self, topic: str, msg: object) -> None:
         """Send ``msg`` to one member of ``topic``; no reply."""
         env = self.engine.request(Kind.CAST, topic, msg, self.runtime.now())
         if self.metrics is not None:
-            self.metrics.rpc_sent.labels("cast").inc()
+            self.metrics.child(self.metrics.rpc_sent, "cast").inc()
         await self.transport.send(topic, env)
 
     async def fanout(self, topic: str, msg: object) -> None:
         """Send ``msg`` to every member of ``topic``; no reply."""
         env = self.engine.request(Kind.FANOUT, topic, msg, self.runtime.now())
         if self.metrics is not None:
-            self.metrics.rpc_sent.labels("fanout").inc()
+            self.metrics.child(self.metrics.rpc_sent, "fanout").inc()
         await self.transport.publish(topic, env)
 
     def _expire(self, msg_id: str, topic: str, type_: str, limit: float) -> None:
@@ -310,16 +310,16 @@ class RpcEndpoint:
             answer = self.engine.reply(env, value, rt.now())
         m = self.metrics
         if m is not None:
-            m.rpc_handled.labels(env.type, outcome).inc()
-            m.rpc_handle_latency.labels(env.type).observe(rt.now() - start)
+            m.child(m.rpc_handled, env.type, outcome).inc()
+            m.child(m.rpc_handle_latency, env.type).observe(rt.now() - start)
         if answer is not None:
             await self._send_reply(answer)
 
     async def _send_reply(self, answer: Envelope) -> None:
         if self.metrics is not None:
-            self.metrics.rpc_sent.labels("reply").inc()
+            self.metrics.child(self.metrics.rpc_sent, "reply").inc()
         await self.transport.send(answer.topic, answer)
 
     def _count_drop(self, reason: str) -> None:
         if self.metrics is not None:
-            self.metrics.rpc_dropped.labels(reason).inc()
+            self.metrics.child(self.metrics.rpc_dropped, reason).inc()

@@ -109,6 +109,7 @@ BENCHMARKS = {
     "lifecycle": "nimbus.bench.lifecycle",
     "rpc": "nimbus.bench.rpc",
     "scheduler": "nimbus.bench.scheduler",
+    "sim": "nimbus.bench.sim",
     "store": "nimbus.bench.store",
 }
 

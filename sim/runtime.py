@@ -448,6 +448,15 @@ class SimRuntime:
     def wall_time(self) -> float:
         return self.epoch + self.env.now
 
+    def events_processed(self) -> int:
+        """SimPy events processed so far: those scheduled less those still due.
+
+        Read from the environment's own event-id counter when asked, so counting
+        adds nothing to the event loop.
+        """
+        scheduled = int(repr(self.env._eid)[len("count("):-1])
+        return scheduled - len(self.env._queue)
+
     def sleep(self, seconds: float) -> Awaitable[None]:
         return _Sleep(self.env, max(0.0, seconds))
 

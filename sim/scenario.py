@@ -198,6 +198,9 @@ class Compute(_Spec, frozen=True):
     confirm_after: float = 10.0
     #: seconds between the simulated users' polls of a server they wait on
     poll_interval: float = 1.0
+    #: seconds a host's usage report waits so that the instance changes of that time
+    #: share it (``[compute] usage_report_delay``; 0: every change reports)
+    usage_report_delay: float = 0.0
 
 
 class Driver(_Spec, frozen=True):
@@ -363,7 +366,9 @@ def check(s: Scenario) -> list[str]:
     need(s.sample_interval > 0, "sample_interval", "must be above 0")
     need(s.check_interval >= 0 and s.horizon >= 0, "check_interval/horizon", "must be 0 or more")
     for key in Compute.__struct_fields__:
-        need(getattr(s.compute, key) > 0, f"compute.{key}", "must be above 0")
+        if key != "usage_report_delay":
+            need(getattr(s.compute, key) > 0, f"compute.{key}", "must be above 0")
+    need(s.compute.usage_report_delay >= 0, "compute.usage_report_delay", "must be 0 or more")
     need(s.transport.seconds >= 0 and s.transport.sigma >= 0, "transport",
          "seconds and sigma must be 0 or more")
     return out

@@ -107,6 +107,8 @@ class ComputeBase(Service):
         self._locks: dict[str, tuple[Lock, int]] = {}
         # periodic intervals, read by name by @periodic
         self.report_interval = self.config.report_interval
+        #: a usage report is waiting to run (see ``after_instance_change``)
+        self._report_waiting = False
         self.update_resources_interval = self.config.update_resources_interval
         self.sync_power_state_interval = self.config.sync_power_state_interval
         self.periodic_interval = self.config.periodic_interval

@@ -7,6 +7,12 @@ conductor sends it to the next one, or, with none left, puts the instance in
 ERROR with the fault recorded and its allocations freed. A delete that arrives
 while the build runs waits for the instance lock and then destroys whatever the
 build left.
+
+A build message may arrive twice. The copy waits for the instance lock and
+then finds the instance past ``scheduling`` (spawning, active, in error or
+deleted) and leaves it. The one case that state cannot tell is a build that
+failed here: the instance is back in ``scheduling`` for its reschedule, so the
+host remembers the builds it failed and drops a copy of one of them.
 """
 
 from __future__ import annotations
@@ -15,24 +21,46 @@ import logging
 
 from nimbus.core.compute import states
 from nimbus.core.compute.base import ComputeBase, guest_spec
+from nimbus.core.compute.config import ComputeConfig
+from nimbus.core.compute.driver import HypervisorDriver
 from nimbus.core.compute.messages import BuildAndRunInstance, RescheduleInstance, TerminateInstance
 from nimbus.core.errors import ConflictError, NimbusError, NotFound
-from nimbus.core.service import endpoint
+from nimbus.core.service import ServiceContext, endpoint
 
 log = logging.getLogger(__name__)
 
 BUILD_EVENT = "compute_build_and_run_instance"
 TERMINATE_EVENT = "compute_terminate_instance"
 
+#: How many failed builds a host remembers (a redelivered copy comes soon after).
+FAILED_BUILDS_KEPT = 1024
+
+#: One build message: instance uuid, request id, attempt.
+BuildKey = tuple[str, str, int]
+
+
+def build_key(msg: BuildAndRunInstance) -> BuildKey:
+    """What tells one build message from another (a reschedule is a new attempt)."""
+    return msg.instance_uuid, msg.request_id, msg.attempt
+
 
 class BuildActions(ComputeBase):
     """Build and terminate (see the module docstring)."""
+
+    def __init__(self, ctx: ServiceContext, driver: HypervisorDriver,
+                 config: ComputeConfig | None = None) -> None:
+        super().__init__(ctx, driver, config)
+        #: builds that failed here, oldest first (a dict as an ordered set)
+        self._failed_here: dict[BuildKey, None] = {}
 
     @endpoint(BuildAndRunInstance)
     async def build_and_run_instance(self, msg: BuildAndRunInstance) -> None:
         """Spawn the instance here; reschedule or fail it if the driver cannot."""
         uuid = msg.instance_uuid
         async with self.instance_lock(uuid):
+            if build_key(msg) in self._failed_here:
+                log.info("%s: build of %s failed here already: copy dropped", self.host, uuid)
+                return
             try:
                 inst = await self.db.update_instance(
                     uuid, now=self.wall(), task_state=states.SPAWNING, host=self.host,
@@ -70,6 +98,9 @@ class BuildActions(ComputeBase):
     async def _build_failed(self, msg: BuildAndRunInstance, exc: Exception) -> None:
         uuid = msg.instance_uuid
         log.info("%s: build of %s failed (attempt %d): %s", self.host, uuid, msg.attempt, exc)
+        self._failed_here[build_key(msg)] = None
+        if len(self._failed_here) > FAILED_BUILDS_KEPT:
+            del self._failed_here[next(iter(self._failed_here))]
         try:
             await self.driver.destroy(uuid)
         except NimbusError as cleanup:

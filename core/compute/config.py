@@ -51,3 +51,6 @@ class ComputeConfig:
     reserved_host_disk_mb: int = field(default=0, metadata={"check": _not_negative})
     #: RPC timeout for calls to the conductor and to other computes (seconds)
     rpc_timeout: float = field(default=60.0, metadata={"check": _positive})
+    #: seconds a usage report waits after an instance changes, so that the changes of
+    #: that time share one report (0: at once; changes at the same moment share it)
+    usage_report_delay: float = field(default=0.0, metadata={"check": _not_negative})

@@ -32,4 +32,16 @@ class ComputeService(PowerActions, MoveActions, LiveMigrationActions, RebuildAct
         await self.report_usage()
 
     def after_instance_change(self) -> None:
-        self.runtime.spawn(self.report_usage(), name=f"compute.{self.host}:report")
+        """Report usage soon; the changes that come while a report waits share it."""
+        if self._report_waiting:
+            return
+        self._report_waiting = True
+        self.runtime.spawn(self._report_soon(), name=f"compute.{self.host}:report")
+
+    async def _report_soon(self) -> None:
+        try:
+            delay = self.config.usage_report_delay
+            await self.runtime.sleep(delay)
+        finally:
+            self._report_waiting = False  # a change during the report asks for another
+        await self.report_usage()

@@ -9,6 +9,13 @@ alternates. An instance the scheduler could not place goes to ERROR with a
 claim moves to the next alternate that still has room (placement decides), and
 the build goes there; once the alternates or ``max_attempts`` are used up the
 instance goes to ERROR and its allocations are freed.
+
+Messages may arrive twice (a broker redelivers what it is not sure was taken),
+so both take up only an instance still waiting for a host: ``building``,
+``scheduling``, on no host. A copy that finds it scheduled, failed or deleted
+leaves it alone; a copy that overtakes that check meets the scheduler's
+:class:`~nimbus.core.scheduler.placement_claimer.AlreadyClaimed` (the instance
+holds its claim already) and leaves it alone too.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from nimbus.core.compute.messages import (
 )
 from nimbus.core.conductor.base import ConductorBase
 from nimbus.core.errors import ConflictError, NimbusError, NotFound, NoValidHost
+from nimbus.core.scheduler.placement_claimer import AlreadyClaimed
 from nimbus.core.scheduler.request import RequestSpec
 from nimbus.core.service import endpoint
 
@@ -47,12 +55,19 @@ class BuildTasks(ConductorBase):
 
     @endpoint(BuildInstances)
     async def build_instances(self, msg: BuildInstances) -> None:
-        """Place the request's instances and send each to its host."""
-        spec, rid = msg.spec, msg.request_id
+        """Place the request's instances that still wait for a host and send each to
+        its host."""
+        rid = msg.request_id
+        spec = await self._waiting_part(msg.spec)
+        if spec is None:
+            return
         for uuid in spec.instance_uuids:
             await self.event(uuid, rid, SCHEDULE_EVENT, start=True)
         try:
             destinations = await self.select_destinations(spec)
+        except AlreadyClaimed as exc:  # another copy of the request placed them
+            log.info("build request %s served already: %s", rid, exc)
+            return
         except NimbusError as exc:
             if not isinstance(exc, NoValidHost):
                 log.warning("scheduling %s failed: %s", rid, exc)
@@ -75,6 +90,30 @@ class BuildTasks(ConductorBase):
             await self.send_build(one_instance(spec, uuid), uuid, rid, selection.host,
                                   selection.alternates, 1, msg.admin_password)
 
+    async def _waiting_part(self, spec: RequestSpec) -> RequestSpec | None:
+        """``spec`` for its instances that still wait for a host; None if none does."""
+        waiting = [uuid for uuid in spec.instance_uuids if await self._waiting(uuid)]
+        if len(waiting) == len(spec.instance_uuids):
+            return spec
+        if not waiting:
+            return None
+        least = None if spec.min_count is None else min(spec.min_count, len(waiting))
+        return replace(spec, num_instances=len(waiting), min_count=least,
+                       instance_uuids=tuple(waiting))
+
+    async def _waiting(self, uuid: str) -> bool:
+        """Whether the instance waits for a host (building, scheduling, on none)."""
+        try:
+            inst = await self.store.get_instance(uuid)
+        except NotFound:
+            return False  # deleted: nothing to place
+        if (inst.vm_state, inst.task_state, inst.host) == (states.BUILDING,
+                                                           states.SCHEDULING, None):
+            return True
+        log.info("%s is not scheduled again: it is %s/%s on %s (a redelivered message)",
+                 uuid, inst.vm_state, inst.task_state, inst.host)
+        return False
+
     async def send_build(self, spec: RequestSpec, uuid: str, request_id: str, host: str,
                          alternates: tuple[str, ...], attempt: int,
                          admin_password: str | None) -> None:
@@ -94,6 +133,8 @@ class BuildTasks(ConductorBase):
     async def reschedule_instance(self, msg: RescheduleInstance) -> None:
         """Move a failed build to the next alternate with room, or fail it."""
         uuid, attempt = msg.instance_uuid, msg.attempt
+        if not await self._waiting(uuid):
+            return
         alternates = list(msg.alternates)
         while alternates and attempt < self.config.max_attempts:
             host = alternates.pop(0)

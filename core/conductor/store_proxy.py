@@ -82,6 +82,20 @@ def _signature(method: str) -> tuple[inspect.Signature, dict[str, Any]]:
     return inspect.signature(fn), typing.get_type_hints(fn)
 
 
+@functools.cache
+def _shape(method: str) -> tuple[tuple[str, ...], frozenset[str], bool]:
+    """The method's positional parameter names (after self), every keyword name it
+    takes, and whether it takes ``**kwargs``."""
+    sig, _ = _signature(method)
+    params = list(sig.parameters.values())[1:]
+    kinds = inspect.Parameter
+    positional = tuple(p.name for p in params
+                       if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD))
+    keywords = frozenset(p.name for p in params
+                         if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY))
+    return positional, keywords, any(p.kind is kinds.VAR_KEYWORD for p in params)
+
+
 def _is_plain(value: Any) -> bool:
     """True for what needs no conversion: scalars and records already built."""
     if value is None or isinstance(value, (str, int, float, bool, bytes)):
@@ -112,6 +126,21 @@ async def serve_store_call(store: Store, msg: StoreCall) -> StoreResult:
     if msg.method not in COMPUTE_STORE_METHODS:
         raise Forbidden(f"Store method {msg.method!r} may not be called by compute")
     sig, hints = _signature(msg.method)
+    fn: Callable[..., Awaitable[Any]] = getattr(store, msg.method)
+    positional, keywords, var_kw = _shape(msg.method)
+    if (len(msg.args) <= len(positional) and not var_kw
+            and all(k in keywords for k in msg.kwargs)
+            and not any(k in positional[:len(msg.args)] for k in msg.kwargs)):
+        # the common call, checked without binding a signature (each compute Store call
+        # comes through here); a required argument left out fails in the call itself
+        args = [typed(v, hints.get(name, Any)) for name, v in zip(positional, msg.args,
+                                                                    strict=False)]
+        kwargs = {k: typed(v, hints.get(k, Any)) for k, v in msg.kwargs.items()}
+        try:
+            call = fn(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidInput(f"bad arguments for {msg.method}: {exc}") from None
+        return StoreResult(await call)
     try:
         bound = sig.bind(None, *msg.args, **msg.kwargs)  # None stands for self
     except TypeError as exc:
@@ -123,7 +152,6 @@ async def serve_store_call(store: Store, msg: StoreCall) -> StoreResult:
             bound.arguments[name] = dict(value)
         else:
             bound.arguments[name] = typed(value, hint)
-    fn: Callable[..., Awaitable[Any]] = getattr(store, msg.method)
     return StoreResult(await fn(*bound.args[1:], **bound.kwargs))
 
 

@@ -14,7 +14,12 @@
   finds the room gone (another scheduler, a column not yet refreshed), raises
   ``ConflictError``, and the scheduler claims its next host. Room found gone
   also refreshes that host's usage from placement. A consumer that already
-  holds allocations (a reschedule) has them replaced, at its generation;
+  holds allocations is left as it is and the decision ends with
+  :class:`AlreadyClaimed`: its request was served already (messages may be
+  delivered twice), and moving the claim would leave it on a host the instance
+  is not built on. No caller asks for a replacement: a reschedule claims its
+  alternate itself, and a move first gives the instance's allocation to its
+  migration;
 * ``release``: deletes the instance's allocations.
 
 After each claim or release the host's columns in :class:`HostStates` move by
@@ -34,6 +39,7 @@ from nimbus.core.errors import (
     GenerationConflict,
     InvalidInput,
     NotFound,
+    SchedulingError,
 )
 from nimbus.core.runtime import Runtime
 from nimbus.core.scheduler.host_spec import HostUsage
@@ -45,6 +51,13 @@ Allocations = dict[str, dict[str, int]]  # provider uuid -> class -> amount
 
 #: placement's consumer_type for instances
 CONSUMER_TYPE = "INSTANCE"
+
+
+class AlreadyClaimed(SchedulingError):
+    """The instance holds allocations already: its request was served (a redelivered
+    select_destinations); nothing was claimed or moved (409)."""
+
+    status = 409
 
 
 class PlacementClaimer:
@@ -86,7 +99,7 @@ class PlacementClaimer:
 
     async def claim(self, row: int, request: RequestSpec, instance_uuid: str | None) -> None:
         """Allocate the instance on host ``row`` in placement; ``ConflictError`` when the
-        race or the room is lost."""
+        race or the room is lost, ``AlreadyClaimed`` when the instance holds some already."""
         if instance_uuid is None:
             raise InvalidInput("a claim in placement needs the instance's uuid")
         allocation = self._offers.get(row) if self._offered_for is request else None
@@ -94,12 +107,9 @@ class PlacementClaimer:
             allocation = {self._provider(row): request.resources()}
         try:
             await self._claim(instance_uuid, allocation, request, None)
-        except GenerationConflict:  # it holds allocations already: a reschedule replaces them
-            held = await self.store.get_allocations(instance_uuid)
-            try:
-                await self._claim(instance_uuid, allocation, request, held.generation)
-            except CapacityExceeded as exc:
-                await self._refused(row, exc)
+        except GenerationConflict as exc:  # a consumer exists only while it holds something
+            raise AlreadyClaimed(f"instance {instance_uuid} holds allocations already: its "
+                                 f"request was served") from exc
         except CapacityExceeded as exc:
             await self._refused(row, exc)
         except NotFound as exc:  # the host's provider went away

@@ -152,18 +152,7 @@ def long_plain() -> tuple[Outcome, int]:
     return kept_guests(long_lived())
 
 
-@pytest.mark.parametrize("topic", [
-    "compute",
-    pytest.param("scheduler", marks=pytest.mark.xfail(strict=True, reason=(
-        "control-plane bug: a duplicated message to the scheduler places one instance "
-        "twice; at the end instances are ACTIVE with no allocation (allocations_match: "
-        "'instance ... (vm_state active, task_state None, host h-1) holds nothing; it "
-        "should hold its flavor on its host') and 28 guests run on 16 vCPUs"))),
-    pytest.param("conductor", marks=pytest.mark.xfail(strict=True, reason=(
-        "control-plane bug: a duplicated message to the conductor builds one instance "
-        "twice; instances ACTIVE or ERROR hold no allocation (allocations_match) and "
-        "27 guests run on 16 vCPUs"))),
-])
+@pytest.mark.parametrize("topic", ["compute", "scheduler", "conductor"])
 def test_message_duplication_makes_no_extra_instances(
         long_plain: tuple[Outcome, int], topic: str) -> None:
     plain, plain_guests = long_plain

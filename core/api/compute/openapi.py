@@ -13,6 +13,7 @@ are left out: they serve the same thing under a longer prefix.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -93,7 +94,7 @@ def request_bodies() -> dict[tuple[str, str], dict[str, Any]]:
             "quota_class_set", quotas.class_resources(_NEWEST), False),
         ("POST", "/v2.1/os-server-groups"): server_groups._create_schema(_NEWEST),
         ("PUT", "/v2.1/os-services/{service_id}"): services._UPDATE_V253,
-        ("POST", "/v2.1/servers"): server_schemas.create_schema(MAX_VERSION.minor),
+        ("POST", "/v2.1/servers"): copy.deepcopy(server_schemas.create_schema(MAX_VERSION.minor)),
         ("PUT", server): server_schemas.update_schema(MAX_VERSION.minor),
         ("POST", server + "/action"): {"anyOf": _action_bodies()},
         ("POST", server + "/remote-consoles"): server_actions._remote_console_schema(_NEWEST),

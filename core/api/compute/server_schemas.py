@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import ipaddress
 import re
 from typing import Any
@@ -94,8 +95,10 @@ _SERVER: dict[str, Any] = {
 }
 
 
+@functools.cache
 def create_schema(minor: int) -> dict[str, Any]:
-    """The body of ``POST /servers`` at 2.``minor``."""
+    """The body of ``POST /servers`` at 2.``minor`` (built once per microversion and
+    shared: do not change it)."""
     server = copy.deepcopy(_SERVER)
     required = ["name", "flavorRef"]
     if minor >= 19:

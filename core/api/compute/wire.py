@@ -132,9 +132,25 @@ def target_of(owner: Owned | Mapping[str, object] | None) -> Mapping[str, object
 ComputeHandler = Callable[[ComputeEnv, ComputeRequest], Awaitable[Response]]
 
 
+#: Validators of the schemas seen, by id (each kept with its schema, so the id stays its).
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], jsonschema.Draft4Validator]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft4Validator:
+    """A validator for ``schema``, made once for schemas built once (module constants,
+    cached builders); a schema built per request gets a validator of its own."""
+    found = _VALIDATORS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    validator = jsonschema.Draft4Validator(schema)
+    if len(_VALIDATORS) < 4096:
+        _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
 def validate(data: Any, schema: Mapping[str, Any]) -> None:
     """400 naming the first field that breaks ``schema``, in Nova's words."""
-    validator = jsonschema.Draft4Validator(schema)
+    validator = _validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
         return
