@@ -263,6 +263,7 @@ class SimRun:
             report_interval=c.report_interval,
             update_resources_interval=c.update_resources_interval,
             sync_power_state_interval=c.sync_power_state_interval,
+            periodic_interval=c.periodic_interval,
             usage_report_delay=c.usage_report_delay,
             cpu_allocation_ratio=h.cpu_allocation_ratio,
             ram_allocation_ratio=h.ram_allocation_ratio,

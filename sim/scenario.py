@@ -167,6 +167,7 @@ class Scheduler(_Spec, frozen=True):
     host_subset_size: int | None = None
     max_attempts: int | None = None
     shuffle_best_same_weighed_hosts: bool | None = None
+    placement_prefilter: bool | None = None
 
     def settings(self) -> dict[str, Any]:
         """The keys the scenario sets (the rest keep their defaults)."""
@@ -191,6 +192,9 @@ class Compute(_Spec, frozen=True):
     report_interval: float = 10.0
     update_resources_interval: float = 60.0
     sync_power_state_interval: float = 600.0
+    #: seconds between a host's other periodic tasks (unconfirmed resizes, build
+    #: timeouts, reclaiming soft deletes)
+    periodic_interval: float = 60.0
     #: a host whose last heartbeat is older than this is down (``service_down_time``)
     service_down_time: float = 60.0
     #: a resized or migrated server is confirmed by its user this long after it is

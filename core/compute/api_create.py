@@ -87,6 +87,8 @@ async def recheck_quota(api: ApiBase, ctx: RequestContext,
     mine = {i.uuid for i in created}
     for user in (None, ctx.user_id):
         limits = await store.get_quota_limits(ctx.project_id, user)
+        if all(limits[r] < 0 for r, _ in _COUNTED):
+            continue  # nothing counted is limited: nothing to count
         used = await store.count_usage(ctx.project_id, user)
         if not any(0 <= limits[r] < used[r] for r, _ in _COUNTED):
             continue

@@ -65,6 +65,12 @@ class SchedulerConfig:
     shuffle_best_same_weighed_hosts: bool = False
     image_properties_default_architecture: str | None = None
     default_availability_zone: str = "nova"
+    #: ask placement for allocation candidates before filtering (Nova does, always).
+    #: False: a request for VCPU, MEMORY_MB and DISK_GB only, with no trait and no
+    #: aggregate, is filtered on the scheduler's own columns and claimed on the host's
+    #: root provider (the claim stays placement's check); right for fleets without
+    #: nested or sharing providers, and one query over every provider less per decision
+    placement_prefilter: bool = True
 
     def __post_init__(self) -> None:
         for name in ("host_subset_size", "max_attempts"):

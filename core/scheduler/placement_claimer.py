@@ -52,6 +52,9 @@ Allocations = dict[str, dict[str, int]]  # provider uuid -> class -> amount
 #: placement's consumer_type for instances
 CONSUMER_TYPE = "INSTANCE"
 
+#: The classes a compute node's own provider holds (claimed there without a prefilter).
+ROOT_CLASSES = frozenset({"VCPU", "MEMORY_MB", "DISK_GB"})
+
 
 class AlreadyClaimed(SchedulingError):
     """The instance holds allocations already: its request was served (a redelivered
@@ -67,8 +70,12 @@ class PlacementClaimer:
     ``candidates`` found are kept for the claims of that request.
     """
 
-    def __init__(self, store: Store, states: HostStates, runtime: Runtime) -> None:
+    def __init__(self, store: Store, states: HostStates, runtime: Runtime, *,
+                 prefilter: bool = True) -> None:
         self.store = store
+        #: False: skip placement's candidates for plain requests (SchedulerConfig's
+        #: ``placement_prefilter``)
+        self.prefilter = prefilter
         self.states = states
         self.runtime = runtime
         self.claims = 0
@@ -78,12 +85,15 @@ class PlacementClaimer:
 
     async def candidates(self, request: RequestSpec) -> IntArray | None:
         """Rows of the hosts placement offers; None for a request that asks no resource
-        (placement takes none: ResourceFit decides alone)."""
+        (placement takes none), or a plain one without the prefilter: ResourceFit then
+        decides alone and the claim goes to the host's root provider."""
         resources = request.resources()
-        if not resources:
+        required, forbidden = request.traits()
+        plain = (not required and not forbidden and not request.member_of
+                 and set(resources) <= ROOT_CLASSES)
+        if not resources or (plain and not self.prefilter):
             self._offered_for = None
             return None
-        required, forbidden = request.traits()
         found = await self.store.allocation_candidates(
             resources, required_traits=required, forbidden_traits=forbidden,
             member_of=request.member_of, summaries=False)

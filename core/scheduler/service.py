@@ -99,7 +99,8 @@ class SchedulerService(Service):
         self.loader = HostStatesLoader(ctx.store, service_down_time=self.config.service_down_time,
                                        compute_binary=self.config.compute_binary)
         self.states = HostStates(default_az=self.filters.default_availability_zone)
-        self.claimer = PlacementClaimer(ctx.store, self.states, ctx.runtime)
+        self.claimer = PlacementClaimer(ctx.store, self.states, ctx.runtime,
+                                        prefilter=self.filters.placement_prefilter)
         self.scheduler = self._scheduler()
         self._turn = ctx.runtime.lock()
         self.last_refresh: Refreshed | None = None

@@ -28,6 +28,7 @@ def test_bench_sim_prints_runs_ratios_curve_and_profile(
     assert baseline[:3] == ["baseline", "2", "20"]
     assert main_run[:5] == ["main", "(cProfiled)", "6", "60", main_run[4]]
     assert main_run[9:12] == ["60", "0", "0"]  # accepted, failed, refused
+    assert float(main_run[8].replace(",", "")) > 0  # SimPy events per wall second
     assert lines[6].startswith("ratio main / baseline (lifecycles/s)")
     assert lines[7].startswith("ratio main / target (1,667 lifecycles/s)")
     assert lines[8] == f"profile written to {profile}"
