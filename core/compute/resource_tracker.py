@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 
-from nimbus.core.compute import states
 from nimbus.core.compute.base import ComputeBase
 from nimbus.core.db.placement import InventorySpec
 from nimbus.core.db.services import ComputeNodeRecord
@@ -135,16 +134,14 @@ class ResourceTracking(ComputeBase):
             return
         db, res = self.db, self.resources
         used = await db.usages_for_provider(self.node_uuid)
-        instances = await db.instances_by_host(self.host)
-        io_ops = sum(1 for i in instances
-                     if i.task_state in IO_TASK_STATES or i.vm_state == states.BUILDING)
+        running, io_ops = await db.host_instance_counts(self.host, sorted(IO_TASK_STATES))
         await db.update_compute_node_usage(
             self.node.id, vcpus=res.vcpus, memory_mb=res.memory_mb, local_gb=res.local_gb,
             vcpus_used=used.get("VCPU", 0), memory_mb_used=used.get("MEMORY_MB", 0),
-            local_gb_used=used.get("DISK_GB", 0), running_vms=len(instances),
+            local_gb_used=used.get("DISK_GB", 0), running_vms=running,
             stats={"failed_builds": self.failed_builds, "io_workload": io_ops},
             now=self.wall())
         await self.rpc.fanout("scheduler", HostReport(
             self.host, res.vcpus, res.memory_mb, res.local_gb, float(used.get("VCPU", 0)),
-            float(used.get("MEMORY_MB", 0)), float(used.get("DISK_GB", 0)), len(instances),
+            float(used.get("MEMORY_MB", 0)), float(used.get("DISK_GB", 0)), running,
             io_ops, self.failed_builds))

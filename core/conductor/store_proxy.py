@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 #: The Store methods compute may run through the conductor, and nothing else.
 COMPUTE_STORE_METHODS = frozenset({
     # instances and what hangs off them
-    "get_instance", "instances_by_host", "update_instance", "soft_delete_instance",
+    "get_instance", "instances_by_host", "host_instance_counts", "update_instance",
+    "soft_delete_instance",
     "start_event", "finish_event", "finish_action", "add_instance_fault", "bdms_for_instance",
     "remove_instance_from_groups", "group_for_instance", "list_instances",
     "start_action",  # the stop of a guest that stopped by itself (power state sync)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Update,
     bindparam,
+    case,
     false,
     func,
     or_,
@@ -40,6 +41,16 @@ def by_host_query(by_node: bool) -> Select[Any]:
     if by_node:
         stmt = stmt.where(_i.node == bindparam("node"))
     return stmt.order_by(_i.id)
+
+
+#: How many live instances ``host`` has, and how many of them are busy (a task in
+#: ``busy`` under way, or building): what a compute host reports of its load.
+HOST_COUNTS = select(
+    func.count(),
+    func.coalesce(func.sum(case(
+        (or_(_i.task_state.in_(bindparam("busy", expanding=True)), _i.vm_state == "building"),
+         1), else_=0)), 0),
+).where(_i.host == bindparam("host"), _i.deleted == 0)
 
 
 #: A state guard's shape: how many non-NULL states, and whether NULL is one of them.

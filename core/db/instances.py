@@ -57,6 +57,7 @@ from nimbus.core.db.instance_schema import (
     instances,
 )
 from nimbus.core.db.instance_sql import (
+    HOST_COUNTS,
     by_host_query,
     like_pattern,
     list_query,
@@ -195,6 +196,14 @@ class InstanceStore(StoreArea):
         stmt = by_host_query(node is not None)
         rows = await self._rows(stmt, {"host": host, "node": node})
         return [InstanceRecord.from_row(r) for r in rows]
+
+    async def host_instance_counts(self, host: str,
+                                   busy_task_states: Sequence[str]) -> tuple[int, int]:
+        """(live instances on ``host``, those building or in one of ``busy_task_states``),
+        counted in the database: a host's load report without reading the records."""
+        row = await self.db.transact(lambda tx: tx.one(
+            HOST_COUNTS, {"host": host, "busy": sorted(busy_task_states)}))
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
     async def list_instances(
         self, *, project_id: str | None = None, user_id: str | None = None,

@@ -267,6 +267,12 @@ def test_by_host_and_metadata(run_store: StoreRunner) -> None:
         assert [i.uuid for i in await store.instances_by_host("h1")] == ["a", "b"]
         assert [i.uuid for i in await store.instances_by_host("h1", "n2")] == ["b"]
         assert await store.instances_by_host("h9") == []
+        assert await store.host_instance_counts("h1", ["spawning"]) == (2, 2)  # building
+        await store.update_instance("b", now=12.5, vm_state="active", task_state=None)
+        assert await store.host_instance_counts("h1", ["spawning"]) == (2, 1)
+        await store.update_instance("a", now=12.6, vm_state="active", task_state="spawning")
+        assert await store.host_instance_counts("h1", ["rebooting"]) == (2, 0)
+        assert await store.host_instance_counts("h9", ["spawning"]) == (0, 0)
 
         got = await store.update_instance_metadata("a", now=13.0, updates={"k1": "v1", "k2": "v2"})
         assert got.metadata == {"k1": "v1", "k2": "v2"}
