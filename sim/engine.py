@@ -186,6 +186,7 @@ class SimRun:
                                                           (MEMBER, READER))
         self._groups: dict[int, str | None] = {}
         self._group_members: Counter[int] = Counter()
+        self._group_refusals: dict[int, str] = {}
         self._serial = 0
         #: wall times of the last two looks at changed instances
         self._looked = (0.0, 0.0)
@@ -384,8 +385,10 @@ class SimRun:
             f"sim-{a.project}", "POST", "/os-server-groups",
             {"server_group": {"name": f"group-{a.group}",
                               "policy": a.group_policy or "anti-affinity"}})
-        # a group refused (its quota) refuses its members: each counts once
+        # a group refused (its quota) refuses its members: each counts once, for its reason
         uuid = answer["server_group"]["id"] if status == 200 else None
+        if uuid is None:
+            self._group_refusals[a.group] = _refusal(status, answer)
         self._groups[a.group] = uuid
         return uuid
 
@@ -405,7 +408,7 @@ class SimRun:
         body: dict[str, Any] = {"server": server}
         if a.group is not None:
             if group is None:
-                self.tally.refused["quota:server_groups"] += 1
+                self.tally.refused[self._group_refusals.get(a.group, "group")] += 1
                 return
             body["os:scheduler_hints"] = {"group": group}
         status, answer = await self.call(token, "POST", "/servers", body)

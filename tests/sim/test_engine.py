@@ -196,3 +196,17 @@ def test_compare_changes_the_scheduler_only(tmp_path: Path) -> None:
                                         cpu_weight_multiplier=-1.0, host_subset_size=2)
     assert other.scheduler != scenario.scheduler
     assert msgspec.structs.replace(other, scheduler=scenario.scheduler) == scenario
+
+
+def test_a_group_refused_refuses_its_members_for_the_group_s_reason() -> None:
+    """A project with no room for server groups: each member of a group is refused once,
+    for the group's quota, and the servers outside groups boot."""
+    data = small(projects=[{"name": "web", "server_groups": 0}],
+                 workload={"rate": 0.5, "count": 30,
+                           "lifetime": {"distribution": "fixed", "seconds": 60.0},
+                           "groups": {"share": 0.3, "size": 2}})
+    o = run(parse(data))[0]
+    assert set(o.refused) == {"quota:server groups"}
+    refused = o.refused["quota:server groups"]
+    assert 0 < refused < 30
+    assert o.accepted + refused == o.arrivals == 30
