@@ -53,6 +53,11 @@ HOST_COUNTS = select(
 ).where(_i.host == bindparam("host"), _i.deleted == 0)
 
 
+#: (uuid, host, vm_state, task_state) of every live instance that has a host.
+PLACED = (select(_i.uuid, _i.host, _i.vm_state, _i.task_state)
+          .where(_i.deleted == 0, _i.host.is_not(None)).order_by(_i.id))
+
+
 #: A state guard's shape: how many non-NULL states, and whether NULL is one of them.
 Shape = tuple[int, bool]
 

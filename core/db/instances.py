@@ -58,6 +58,7 @@ from nimbus.core.db.instance_schema import (
 )
 from nimbus.core.db.instance_sql import (
     HOST_COUNTS,
+    PLACED,
     by_host_query,
     like_pattern,
     list_query,
@@ -204,6 +205,12 @@ class InstanceStore(StoreArea):
         row = await self.db.transact(lambda tx: tx.one(
             HOST_COUNTS, {"host": host, "busy": sorted(busy_task_states)}))
         return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    async def placed_instances(self) -> list[tuple[str, str, str, str | None]]:
+        """(uuid, host, vm_state, task_state) of every live instance on a host, oldest
+        first: what the scheduler needs of them, without reading whole records."""
+        rows = await self.db.transact(lambda tx: tx.rows(PLACED))
+        return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
 
     async def list_instances(
         self, *, project_id: str | None = None, user_id: str | None = None,

@@ -93,12 +93,10 @@ class HostStatesLoader:
                     for member in g.members}
         running: dict[str, list[tuple[str, str | None]]] = {}
         io_ops: dict[str, int] = {}
-        for inst in await store.list_instances(deleted=False):
-            if inst.host is None:
-                continue
-            running.setdefault(inst.host, []).append((inst.uuid, group_of.get(inst.uuid)))
-            if inst.task_state in IO_TASK_STATES or inst.vm_state == "building":
-                io_ops[inst.host] = io_ops.get(inst.host, 0) + 1
+        for uuid, host, vm_state, task_state in await store.placed_instances():
+            running.setdefault(host, []).append((uuid, group_of.get(uuid)))
+            if task_state in IO_TASK_STATES or vm_state == "building":
+                io_ops[host] = io_ops.get(host, 0) + 1
 
         zone: dict[str, str] = {}
         for agg in aggregates:

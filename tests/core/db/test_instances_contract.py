@@ -273,6 +273,9 @@ def test_by_host_and_metadata(run_store: StoreRunner) -> None:
         await store.update_instance("a", now=12.6, vm_state="active", task_state="spawning")
         assert await store.host_instance_counts("h1", ["rebooting"]) == (2, 0)
         assert await store.host_instance_counts("h9", ["spawning"]) == (0, 0)
+        await boot(store, "d")  # not on a host yet: not placed
+        assert await store.placed_instances() == [
+            ("a", "h1", "active", "spawning"), ("b", "h1", "active", None)]
 
         got = await store.update_instance_metadata("a", now=13.0, updates={"k1": "v1", "k2": "v2"})
         assert got.metadata == {"k1": "v1", "k2": "v2"}
