@@ -152,7 +152,7 @@ def measure(hosts: int, lifecycles: int, args: Any,
     scenario = build(hosts, lifecycles, args)
     first_arrival: list[float] = []
 
-    def progress(_now: float) -> None:
+    def progress(_now: float, _events: int) -> None:
         if not first_arrival:
             first_arrival.append(time.perf_counter())
 

@@ -143,7 +143,7 @@ class SimRun:
     """A scenario's run; :meth:`run` returns its :class:`Outcome`."""
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None,
-                 progress: Callable[[float], None] | None = None) -> None:
+                 progress: Callable[[float, int], None] | None = None) -> None:
         self.scenario = s = scenario
         self.seed = scenario.seed if seed is None else seed
         self.rt = SimRuntime(self.seed)
@@ -176,7 +176,6 @@ class SimRun:
         self.peak_flavors: list[str] = []
         self.lifecycles_left = 0
         self.finished = False
-        self.events = 0
         self.cloud: Cloud | None = None
         self.dispatcher: Dispatcher | None = None
         self.tokens: dict[str, RequestContext] = {
@@ -339,7 +338,6 @@ class SimRun:
         resp = await self.dispatcher.call(
             method, f"/v2.1{path}", body=body,
             headers={"x-auth-token": token, "openstack-api-version": f"compute {VERSION}"})
-        self.events += 1
         return resp.status, resp.body
 
     async def _admin(self, method: str, path: str, body: Any = None) -> Any:
@@ -360,7 +358,7 @@ class SimRun:
             if wait > 0:
                 await rt.sleep(wait)
             if self.progress is not None:
-                self.progress(rt.now() - start)
+                self.progress(rt.now() - start, self.rt.events_processed())
             await self._ensure_flavor(a.flavor)
             if a.resize_to is not None:
                 await self._ensure_flavor(a.resize_to)
@@ -706,7 +704,7 @@ def _reschedules(metrics: Metrics) -> int:
 
 
 def run(scenario: Scenario, *, seed: int | None = None,
-        progress: Callable[[float], None] | None = None) -> tuple[Outcome, bytes, float]:
+        progress: Callable[[float, int], None] | None = None) -> tuple[Outcome, bytes, float]:
     """Run ``scenario``; its outcome, the Prometheus snapshot and the wall seconds taken."""
     t0 = time.perf_counter()
     sim = SimRun(scenario, seed=seed, progress=progress)
