@@ -10,7 +10,7 @@ import pytest
 from nimbus.core.conductor.build import MaxRetriesExceeded
 from nimbus.core.errors import DriverError, describe
 from nimbus.core.scheduler.scheduler import FilterStep, HostsFilteredOut
-from nimbus.sim import report
+from nimbus.sim import plots, report
 from nimbus.sim.outcome import Latency, Outcome, Sample, Violation
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -98,7 +98,7 @@ def test_compare_puts_the_runs_side_by_side() -> None:
 def test_plots_are_png_files(tmp_path: Path, samples: int) -> None:
     o = outcome()
     o.samples = o.samples[:samples]
-    paths = report.plots(o, tmp_path)
+    paths = plots.plots(o, tmp_path)
     assert [p.name for p in paths] == ["utilization.png", "refusals.png", "queues.png",
                                        "hosts.png"]
     for p in paths:
