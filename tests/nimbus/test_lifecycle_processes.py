@@ -34,7 +34,7 @@ from nimbus.zmq_transport import ZmqTransport
 
 from .test_serve_cli import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(150)
 
 FLAVOR = {"flavorid": "1", "name": "m1.small", "vcpus": 1, "memory_mb": 512, "root_gb": 1,
           "ephemeral_gb": 0, "swap": 0, "extra_specs": {}}
@@ -141,7 +141,7 @@ class Api:
                 return inst
             await asyncio.sleep(0.05)
 
-    async def migration(self, uuid: str, status: str, deadline: float = 5.0) -> Any:
+    async def migration(self, uuid: str, status: str, deadline: float = 20.0) -> Any:
         """The instance's newest migration once it reaches ``status``."""
         end = time.monotonic() + deadline
         while True:
@@ -162,7 +162,7 @@ class Api:
         return {hosts[rp]: dict(use) for rp, use in held.allocations.items()}
 
     async def wait_for(self, uuid: str, vm_state: str, task_state: str | None = None,
-                       deadline: float = 10.0) -> InstanceRecord:
+                       deadline: float = 30.0) -> InstanceRecord:
         end = time.monotonic() + deadline
         last: Any = None
         while time.monotonic() < end:
