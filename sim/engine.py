@@ -52,6 +52,7 @@ from nimbus.core.context import ADMIN, MEMBER, READER, RequestContext
 from nimbus.core.db.store import Store
 from nimbus.core.errors import ApiError
 from nimbus.core.metrics import Metrics
+from nimbus.core.runtime import Future
 from nimbus.core.scheduler.config import SchedulerConfig
 from nimbus.core.scheduler.service import SchedulerServiceConfig
 from nimbus.core.service import ServiceContext
@@ -189,6 +190,9 @@ class SimRun:
         self._serial = 0
         #: wall times of the last two looks at changed instances
         self._looked = (0.0, 0.0)
+        #: servers being built or deleted, which the watcher looks at until they are done
+        self._pending: set[str] = set()
+        self._wake: Future[None] | None = None
         self._sampled = (0.0, 0.0)
 
     # -- the run ----------------------------------------------------------------------
@@ -416,6 +420,7 @@ class SimRun:
         uuid = answer["server"]["id"]
         self.tally.accepted += 1
         self.tracked[uuid] = Tracked(a.flavor)
+        self._watching(uuid)
         if a.lifetime is None:
             return
         if a.action is not None:
@@ -425,6 +430,7 @@ class SimRun:
             await rt.sleep(max(0.0, a.lifetime * (1.0 - a.action_at) - (rt.now() - began)))
         else:
             await rt.sleep(a.lifetime)
+        self._watching(uuid)
         status, answer = await self.call(token, "DELETE", f"/servers/{uuid}")
         if status not in (204, 404):
             self.tally.action("delete", _refusal(status, answer))
@@ -494,9 +500,21 @@ class SimRun:
 
     # -- watching -----------------------------------------------------------------------
     async def _watch(self) -> None:
+        """Look at changed instances every poll period while a boot or a delete is under
+        way; between them (a long quiet stretch of a trace) wait for the next one."""
         while True:
+            if not self._pending:
+                self._wake = self.rt.future()
+                await self._wake
+                self._wake = None
             await self.rt.sleep(self.scenario.compute.poll_interval)
             await self._poll_states()
+
+    def _watching(self, uuid: str) -> None:
+        """``uuid`` is being built or deleted: the watcher looks until it is done."""
+        self._pending.add(uuid)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _poll_states(self, since: float | None = None) -> None:
         """Read the instances changed since the look before last, as a client watching
@@ -519,6 +537,8 @@ class SimRun:
                 continue
             t.vm_state, t.task_state = inst.vm_state, inst.task_state
             t.deleted = inst.deleted or inst.vm_state == states.DELETED
+            if t.deleted or not _busy(t):
+                self._pending.discard(inst.uuid)
             if (not t.active_seen and inst.launched_at is not None
                     and inst.created_at is not None):
                 t.active_seen = True
