@@ -61,6 +61,7 @@ from nimbus.sim.cloud import Cloud, HostSetup, start_cloud
 from nimbus.sim.db import SimDatabase
 from nimbus.sim.invariants import check as check_invariants
 from nimbus.sim.outcome import Outcome, Sample, Violation
+from nimbus.sim.report import STANDARD as CLASSES
 from nimbus.sim.report import classify_failure, percentiles
 from nimbus.sim.runtime import SimRuntime
 from nimbus.sim.scenario import HostClass, Scenario, host_names, rack_of, zone_of
@@ -74,8 +75,6 @@ VERSION = "2.79"
 #: The image every server boots (public, active; the image API is not simulated).
 IMAGE_ID = "5a3b0e2e-0000-4000-8000-00000000a001"
 ADMIN_TOKEN = "sim-admin"
-#: Resource classes sampled.
-CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
 #: Seconds a user waits for a resize or migration to be ready before giving up.
 ACTION_TIMEOUT = 3600.0
 #: Seconds the run waits at the end for instances still busy to settle.
