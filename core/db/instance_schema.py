@@ -88,6 +88,8 @@ instances = Table(
     *soft_delete_columns(),
     Index(None, "project_id", "user_id", "deleted"),
     Index(None, "host", "node", "deleted"),
+    Index(None, "host", "deleted"),
+    Index(None, "updated_at", "project_id"),
     Index(None, "deleted", "created_at"),
     Index(None, "deleted", "updated_at"),
     Index(None, "deleted", "deleted_at"),

@@ -31,9 +31,10 @@ from tests.core.db.conftest import ServerDatabase
 
 pytestmark = pytest.mark.timeout(120)
 
-#: The revision before the newest, and what the newest adds (see versions/0002_*.py).
+#: An older revision, and what the revisions after it add (see versions/000[23]_*.py).
 OLD = "0001"
 ADDED_TABLE, ADDED_COLUMN = "instance_faults", "details"
+ADDED_INDEXES = ["ix_instances_host_deleted", "ix_instances_updated_at_project_id"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
@@ -125,12 +126,19 @@ def _read_every_table(conn: Connection, names: list[str]) -> dict[str, dict[str,
     return out
 
 
+def _diff_names(diff: Any) -> tuple[str, str]:
+    """(what, name) of one drift entry: an added column or index."""
+    if diff[0] == "add_column":
+        return diff[0], diff[3].name
+    return diff[0], diff[1].name
+
+
 def test_an_old_database_upgrades_without_losing_rows(empty_url: str) -> None:
     async def body(db: SqlDatabase) -> None:
         assert await migrate.upgrade(db, OLD) == OLD
         diffs = await migrate.drift(db)  # the drift check sees what 0001 lacks
-        assert [(d[0], d[2], d[3].name) for d in diffs] == [
-            ("add_column", ADDED_TABLE, ADDED_COLUMN)], diffs
+        assert sorted(_diff_names(d) for d in diffs) == [
+            ("add_column", ADDED_COLUMN), *(("add_index", i) for i in ADDED_INDEXES)], diffs
         async with db.engine.begin() as conn:
             columns = await conn.run_sync(
                 lambda c: [col["name"] for col in inspect(c).get_columns(ADDED_TABLE)])
@@ -223,8 +231,8 @@ def test_revision_writes_what_the_scripts_lack(
 ) -> None:
     scripts = tmp_path / "alembic"
     shutil.copytree(migrate.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (newest,) = scripts.glob("versions/0002_*.py")
-    newest.unlink()  # as if 0002 had not been written yet
+    for newer in scripts.glob("versions/000[23]_*.py"):
+        newer.unlink()  # as if 0002 and 0003 had not been written yet
     monkeypatch.setattr(migrate, "SCRIPTS", scripts)
     assert migrate.head() == OLD
 
@@ -232,6 +240,7 @@ def test_revision_writes_what_the_scripts_lack(
     assert path is not None and Path(path).name == "0002x_fault_details_again.py"
     text = Path(path).read_text()
     assert f'add_column(sa.Column("{ADDED_COLUMN}"' in text and "batch_alter_table" in text
+    assert all(index in text for index in ADDED_INDEXES)
     assert asyncio.run(migrate.autogenerate("nothing new")) is None
 
     async def body(db: SqlDatabase) -> list[Any]:
