@@ -24,6 +24,9 @@ from nimbus.core.service import periodic
 
 log = logging.getLogger(__name__)
 
+#: Task states a usage report counts as busy (the io_workload stat).
+_BUSY = sorted(IO_TASK_STATES)
+
 
 class ResourceTracking(ComputeBase):
     """Compute node, provider and inventory registration and reporting."""
@@ -132,15 +135,12 @@ class ResourceTracking(ComputeBase):
         """Write what is used here to the compute node record, and tell the schedulers."""
         if self.node is None or self.resources is None:
             return
-        db, res = self.db, self.resources
-        used = await db.usages_for_provider(self.node_uuid)
-        running, io_ops = await db.host_instance_counts(self.host, sorted(IO_TASK_STATES))
-        await db.update_compute_node_usage(
-            self.node.id, vcpus=res.vcpus, memory_mb=res.memory_mb, local_gb=res.local_gb,
-            vcpus_used=used.get("VCPU", 0), memory_mb_used=used.get("MEMORY_MB", 0),
-            local_gb_used=used.get("DISK_GB", 0), running_vms=running,
-            stats={"failed_builds": self.failed_builds, "io_workload": io_ops},
-            now=self.wall())
+        res = self.resources
+        usage = await self.db.record_node_usage(
+            self.node.id, self.node_uuid, self.host, vcpus=res.vcpus, memory_mb=res.memory_mb,
+            local_gb=res.local_gb, busy_task_states=_BUSY, now=self.wall(),
+            stats={"failed_builds": self.failed_builds})
+        used, running, io_ops = usage.used, usage.running, usage.busy
         await self.rpc.fanout("scheduler", HostReport(
             self.host, res.vcpus, res.memory_mb, res.local_gb, float(used.get("VCPU", 0)),
             float(used.get("MEMORY_MB", 0)), float(used.get("DISK_GB", 0)), running,

@@ -42,7 +42,8 @@ COMPUTE_STORE_METHODS = frozenset({
     "start_action",  # the stop of a guest that stopped by itself (power state sync)
     # services and compute nodes
     "service_by_host_binary", "create_service", "service_heartbeat", "compute_node_by_host",
-    "create_compute_node", "update_compute_node_usage", "list_compute_nodes",
+    "create_compute_node", "update_compute_node_usage", "record_node_usage",
+    "list_compute_nodes",
     # placement, for the resource tracker
     "get_resource_provider", "create_resource_provider", "get_inventories", "set_inventories",
     "set_traits", "ensure_traits", "get_allocations", "allocations_for_provider",

@@ -100,7 +100,7 @@ _ALLOCATIONS_ON = (
     .select_from(allocations.outerjoin(resource_classes, _rc.id == _al.resource_class_id))
     .where(_al.resource_provider_id == bindparam("rp_id"))
     .order_by(_al.consumer_id, _al.resource_class_id))
-_PROVIDER_USAGES = (
+PROVIDER_USAGES = (
     select(_inv.resource_class_id, _rc.name, used_sum(inventories))
     .select_from(inventories.outerjoin(resource_classes, _rc.id == _inv.resource_class_id))
     .where(_inv.resource_provider_id == bindparam("rp_id")))
@@ -289,7 +289,7 @@ class AllocationStore(StoreArea):
         """What is allocated of each class a provider has inventory of (0 if nothing)."""
         async def body(tx: Tx) -> list[Row]:
             rp_id, _ = await provider_id_gen(tx, uuid)
-            return await tx.rows(_PROVIDER_USAGES, {"rp_id": rp_id})
+            return await tx.rows(PROVIDER_USAGES, {"rp_id": rp_id})
 
         return {class_name(r[0], r[1]): int(r[2]) for r in await self.db.transact(body)}
 

@@ -182,7 +182,7 @@ _INSERT_NODE = compute_nodes.insert().returning(_n.id)
 _NODE_BY_UUID = select(*NODE_COLUMNS).where(_n.uuid == bindparam("uuid"), _n.deleted == 0)
 _NODE_BY_HOST_NAME = select(*NODE_COLUMNS).where(
     _n.host == bindparam("host"), _n.hypervisor_hostname == bindparam("name"), _n.deleted == 0)
-_UPDATE_NODE = (compute_nodes.update()
+UPDATE_NODE_USAGE = (compute_nodes.update()
                 .where(_n.id == bindparam("nid"))
                 .values(vcpus=bindparam("vcpus"), memory_mb=bindparam("memory_mb"),
                         local_gb=bindparam("local_gb"), vcpus_used=bindparam("vcpus_used"),
@@ -329,7 +329,7 @@ class ServiceStore(StoreArea):
                  "vcpus_used": vcpus_used, "memory_mb_used": memory_mb_used,
                  "local_gb_used": local_gb_used, "running_vms": running_vms,
                  "stats": dumps(stats), "now": now}
-        if not await self._run(_UPDATE_NODE, usage):
+        if not await self._run(UPDATE_NODE_USAGE, usage):
             raise NotFound(f"compute node {node_id} not found")
 
 

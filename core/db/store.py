@@ -26,6 +26,7 @@ from nimbus.core.db.images import ImageStore
 from nimbus.core.db.instance_migrations import MigrationStore
 from nimbus.core.db.instances import InstanceStore
 from nimbus.core.db.network import NetworkStore
+from nimbus.core.db.node_usage import NodeUsageStore
 from nimbus.core.db.placement_store import PlacementStore
 from nimbus.core.db.quotas import QuotaStore
 from nimbus.core.db.roles import RoleStore
@@ -55,6 +56,7 @@ class Store(
     FloatingIpStore,
     SecurityGroupStore,
     PlacementStore,
+    NodeUsageStore,
 ):
     """All state of the cloud, reached through named methods."""
 
