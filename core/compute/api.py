@@ -195,7 +195,6 @@ class ComputeAPI(PowerApi, MoveApi, LiveApi, ShelveApi, ApiBase):
                 await store.delete_image(str(image_id), self.wall())
             except (NotFound, ConflictError, Forbidden):
                 pass
-        await store.remove_instance_from_groups(inst.uuid)
         try:
             await store.soft_delete_instance(inst.uuid, now=self.wall())
         except NotFound:

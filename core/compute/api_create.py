@@ -247,7 +247,6 @@ async def undo_create(api: ApiBase, created: Sequence[InstanceRecord]) -> None:
     store, now = api.store, api.wall()
     for inst in created:
         await release_networks(store, inst.uuid, now)
-        await store.remove_instance_from_groups(inst.uuid)
         try:
             await store.soft_delete_instance(inst.uuid, now=now)
         except NotFound:

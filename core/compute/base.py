@@ -266,7 +266,6 @@ class ComputeBase(Service):
             except NimbusError as exc:  # gone already, or protected: the instance goes anyway
                 log.info("%s: shelved image %s of %s not deleted: %s", self.host, image_id,
                          uuid, exc)
-        await self.db.remove_instance_from_groups(uuid)
         try:
             await self.db.soft_delete_instance(uuid, now=self.wall())
         except NotFound:

@@ -122,7 +122,8 @@ _INSERT_MEMBER = instance_group_member.insert()
 _DELETE_MEMBER = instance_group_member.delete().where(
     _m.group_id == bindparam("gid"), _m.instance_uuid == bindparam("instance_uuid"))
 _DELETE_MEMBERS_OF = instance_group_member.delete().where(_m.group_id == bindparam("gid"))
-_DELETE_INSTANCE_MEMBERSHIPS = instance_group_member.delete().where(
+#: An instance's memberships in every group (soft_delete_instance runs it too).
+DELETE_INSTANCE_MEMBERSHIPS = instance_group_member.delete().where(
     _m.instance_uuid == bindparam("instance_uuid"))
 
 
@@ -217,7 +218,7 @@ class GroupStore(StoreArea):
 
     async def remove_instance_from_groups(self, instance_uuid: str) -> int:
         """Forget a (deleted) instance in every group it is in; how many memberships."""
-        return await self._run(_DELETE_INSTANCE_MEMBERSHIPS, {"instance_uuid": instance_uuid})
+        return await self._run(DELETE_INSTANCE_MEMBERSHIPS, {"instance_uuid": instance_uuid})
 
     async def group_for_instance(self, instance_uuid: str) -> ServerGroupRecord | None:
         """The live server group an instance is a member of, if any."""

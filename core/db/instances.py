@@ -43,6 +43,7 @@ from nimbus.core.db.block_devices import (
 )
 from nimbus.core.db.database import Row, Tx
 from nimbus.core.db.faults import instance_faults
+from nimbus.core.db.groups import DELETE_INSTANCE_MEMBERSHIPS
 from nimbus.core.db.instance_migrations import migrations
 from nimbus.core.db.instance_schema import (
     INSTANCE_COLUMNS,
@@ -318,7 +319,8 @@ class InstanceStore(StoreArea):
         self, uuid: str, *, now: float, expected_task_states: Sequence[str | None] | None = None
     ) -> InstanceRecord:
         """Mark a live instance deleted (``vm_state`` deleted, no task, terminated), with its
-        disks and migrations; faults and actions stay. Returns the deleted record."""
+        disks and migrations, and take it out of its server groups (as Nova's
+        ``instance_destroy``); faults and actions stay. Returns the deleted record."""
         stmt = soft_delete_stmt(state_shape(expected_task_states))
         params = {"iuuid": uuid, "now": now, **state_params("ets", expected_task_states)}
 
@@ -327,6 +329,7 @@ class InstanceStore(StoreArea):
                 await _explain_conflict(tx, uuid, None, expected_task_states, None)
             await tx.run(_DELETE_BDMS, {"iuuid": uuid, "now": now})
             await tx.run(_DELETE_MIGRATIONS, {"iuuid": uuid, "now": now})
+            await tx.run(DELETE_INSTANCE_MEMBERSHIPS, {"instance_uuid": uuid})
             row = await tx.one(_BY_UUID_ANY, {"uuid": uuid})
             assert row is not None
             return InstanceRecord.from_row(row)

@@ -100,3 +100,19 @@ def test_concurrent_add_members_never_pass_quota(run_store: StoreRunner) -> None
         assert len((await store.get_server_group("g")).members) == 3
 
     run_store(body)
+
+
+def test_soft_deleting_an_instance_takes_it_out_of_its_groups(run_store: StoreRunner) -> None:
+    from .test_instances_contract import boot
+
+    async def body(store: Store) -> None:
+        await store.create_server_group(uuid="g1", name="web", project_id="p1", user_id="u1",
+                                        policy="anti-affinity", now=1.0)
+        for uuid in ("i1", "i2"):
+            await boot(store, uuid)
+        await store.add_members("g1", ["i1", "i2"], 2.0)
+        await store.soft_delete_instance("i1", now=3.0)
+        assert (await store.get_server_group("g1")).members == ("i2",)
+        assert await store.group_for_instance("i1") is None
+
+    run_store(body)
