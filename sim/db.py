@@ -70,7 +70,7 @@ class _Plan:
     """How to run one compiled statement with one set of parameter keys."""
 
     __slots__ = ("bind_procs", "compiled", "consts", "dml_returning", "expand_keys",
-                 "expansions", "getter", "keys", "mode", "result_procs", "sql")
+                 "expansions", "getter", "keys", "mode", "result_procs", "sql", "writes")
 
     def __init__(self, stmt: Executable, param_keys: Sequence[str] | None) -> None:
         compile_ = stmt.compile  # type: ignore[attr-defined]
@@ -79,8 +79,9 @@ class _Plan:
         self.compiled = compiled
         self.sql = compiled.string
         #: An INSERT/UPDATE/DELETE ... RETURNING: stepped to its end before it counts.
-        self.dml_returning = bool(compiled._result_columns) and bool(
-            compiled.isinsert or compiled.isupdate or compiled.isdelete)
+        #: It changes rows: the transaction must have begun before it runs.
+        self.writes = bool(compiled.isinsert or compiled.isupdate or compiled.isdelete)
+        self.dml_returning = bool(compiled._result_columns) and self.writes
         self.result_procs = _result_processors(compiled)
         self.consts: dict[str, Any] = {}
         self.keys: list[str] = []
@@ -95,6 +96,7 @@ class _Plan:
             self._expanding(compiled)
         elif not self._positions(compiled):
             self.mode = _FALLBACK
+            self.writes = True  # run through SQLAlchemy: inside the transaction, whatever it is
         else:
             self.mode = _FAST
 
@@ -281,6 +283,8 @@ class SimDatabase:
         self.raw.isolation_level = None
         self._plans: dict[int, _Entry] = {}
         self._tx = _Tx(self)
+        #: a transaction body is running; it has written (``BEGIN`` was issued)
+        self._open = self._begun = False
         #: Statements run since creation (for benchmarks).
         self.statements = 0
 
@@ -307,6 +311,8 @@ class SimDatabase:
     def _rows(self, stmt: Executable, params: Params | None, first: bool = False) -> list[Row]:
         self.statements += 1
         plan = self._plan(stmt, params)
+        if plan.writes and not self._begun:
+            self._begin()
         if plan.mode == _FAST:
             cur = self.raw.execute(plan.sql, plan.args(params))
         elif plan.mode == _EXPANDING:
@@ -333,6 +339,8 @@ class SimDatabase:
     def _run(self, stmt: Executable, params: Params | None) -> int:
         self.statements += 1
         plan = self._plan(stmt, params)
+        if not self._begun:
+            self._begin()
         if plan.mode == _FAST:
             cur = self.raw.execute(plan.sql, plan.args(params))
         elif plan.mode == _EXPANDING:
@@ -348,21 +356,28 @@ class SimDatabase:
         if plan.mode != _FAST or plan.dml_returning:
             return sum(self._run(stmt, params) for params in seq)
         self.statements += len(seq)
+        if not self._begun:
+            self._begin()
         cur = self.raw.executemany(plan.sql, [plan.args(params) for params in seq])
         return int(cur.rowcount)
 
     # -- transactions ---------------------------------------------------------------
     async def transact(self, body: TxBody[T], *, conflict_retries: int = 0) -> T:
-        """Run ``body`` in a transaction; see :class:`nimbus.core.db.database.Database`."""
+        """Run ``body`` in a transaction; see :class:`nimbus.core.db.database.Database`.
+
+        ``BEGIN`` is issued before the body's first write, not before its first read:
+        nothing else runs on this connection while a body runs, so reads before it see
+        what they would inside, and a body that only reads costs no ``BEGIN``/``COMMIT``.
+        """
         attempts = 0
         if self.delay > 0.0 and self.runtime is not None:
             await self.runtime.sleep(self.delay)
         while True:
-            if self.raw.in_transaction:
+            if self._open:
                 raise DatabaseError(
                     "a transaction is already open: a transaction body awaited "
                     "something other than its Tx")
-            self.raw.execute("BEGIN")
+            self._open, self._begun = True, False
             try:
                 result = await body(self._tx)
             except BaseException as exc:
@@ -381,7 +396,12 @@ class SimDatabase:
                 raise DatabaseError(f"commit failed: {exc}") from None
             return result
 
+    def _begin(self) -> None:
+        self.raw.execute("BEGIN")
+        self._begun = True
+
     def _end(self, sql: str) -> None:
+        self._open = self._begun = False
         if self.raw.in_transaction:
             self.raw.execute(sql)
         if self.conn.in_transaction():  # the fallback path was used: end its bookkeeping

@@ -241,6 +241,35 @@ def test_unique_clash_is_duplicate_and_rolls_back_everything() -> None:
     assert run(db, names) == [("a",), ("b",), ("c",)]
 
 
+def test_begin_waits_for_the_first_write() -> None:
+    """A body that only reads runs no BEGIN/COMMIT; one that reads, writes and fails
+    leaves nothing of its write."""
+    db = sim_db()
+    run(db, _fill)
+    executed: list[str] = []
+    db.raw.set_trace_callback(executed.append)
+
+    async def reads(tx: Tx) -> Any:
+        return await tx.rows(BY_NAMES, {"names": ["a", "c"]})
+
+    assert run(db, reads) == [("a",), ("c",)]
+    assert not [sql for sql in executed if sql in ("BEGIN", "COMMIT")]
+
+    async def reads_then_fails(tx: Tx) -> None:
+        assert await tx.scalar(COUNT) == 3
+        await tx.run(RESIZE, {"tid": 1, "size": 99})
+        await tx.run(INSERT, {"name": "late"})
+        raise RuntimeError("boom")
+
+    executed.clear()
+    with pytest.raises(RuntimeError):
+        run(db, reads_then_fails)
+    assert executed[0].startswith("SELECT") and executed[1] == "BEGIN"
+    assert executed[-1] == "ROLLBACK"
+    assert run(db, lambda tx: tx.rows(BY_NAME, {"name": "a"}))[0][2] == 1
+    assert run(db, lambda tx: tx.scalar(COUNT)) == 3
+
+
 def test_conflicts_are_retried() -> None:
     db = sim_db()
     tries: list[int] = []
