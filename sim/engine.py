@@ -528,7 +528,7 @@ class SimRun:
         if since is None:
             since = self._looked[0]
             self._looked = (self._looked[1], now)
-        changed = await self.store.list_instances(changes_since=since - 1e-6, deleted=None)
+        changed = await self.store.instance_states_since(since - 1e-6)
         failed: list[str] = []
         for inst in changed:
             t = self.tracked.get(inst.uuid)

@@ -12,7 +12,7 @@ deleted servers) and go only when the instance is purged.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -155,6 +155,12 @@ _FINISH_EVENT = (instance_action_events.update()
                  .values(finish_time=bindparam("now"), updated_at=bindparam("now"),
                          result=bindparam("res"), traceback=bindparam("tb"),
                          details=func.coalesce(bindparam("det", type_=Text), _e.details)))
+#: The latest step named ``event`` of the request's (latest) action, in one statement.
+_EVENT_OF_REQUEST = (
+    select(*EVENT_COLUMNS)
+    .where(_e.action_id == _ACTION_BY_REQUEST.with_only_columns(_a.id).scalar_subquery(),
+           _e.event == bindparam("event"))
+    .order_by(_e.id.desc()).limit(1))
 _EVENTS_OF_ACTION = select(*EVENT_COLUMNS).where(_e.action_id == bindparam("aid")).order_by(_e.id)
 
 
@@ -239,19 +245,21 @@ class InstanceActionStore(StoreArea):
     ) -> ActionEventRecord:
         """Record how the latest step named ``event`` ended; ``Error`` marks the action too."""
         async def body(tx: Tx) -> ActionEventRecord:
-            found = await _action(tx, instance_uuid, request_id)
-            params = {"aid": found.id, "event": event}
-            row = await tx.one(_EVENT_BY_NAME, params)
+            row = await tx.one(_EVENT_OF_REQUEST, {"uuid": instance_uuid,
+                                                   "request_id": request_id, "event": event})
             if row is None:
+                await _action(tx, instance_uuid, request_id)  # NotFound naming the action
                 raise NotFound(f"event {event} of request {request_id} on instance "
                                f"{instance_uuid} not found")
-            await tx.run(_FINISH_EVENT, {"eid": row[0], "now": now, "res": result,
+            started = ActionEventRecord.from_row(row)
+            await tx.run(_FINISH_EVENT, {"eid": started.id, "now": now, "res": result,
                                          "tb": traceback, "det": details})
             failed = result.lower() == ERROR.lower()
-            await tx.run(_FAIL_ACTION if failed else _TOUCH_ACTION, {"aid": found.id, "now": now})
-            done = await tx.one(_EVENT_BY_NAME, params)
-            assert done is not None
-            return ActionEventRecord.from_row(done)
+            await tx.run(_FAIL_ACTION if failed else _TOUCH_ACTION,
+                         {"aid": started.action_id, "now": now})
+            return replace(started, finish_time=now, result=result, traceback=traceback,
+                           details=started.details if details is None else details,
+                           updated_at=now)
 
         return await self.db.transact(body)
 

@@ -200,6 +200,18 @@ class InstanceUsage(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceState:
+    """Where an instance is in its life, as one who watches many servers reads it."""
+
+    uuid: str
+    vm_state: str
+    task_state: str | None
+    deleted: bool
+    created_at: float | None
+    launched_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewInstance:
     """What the API knows of an instance when it asks for one."""
 

@@ -50,6 +50,12 @@ def test_actions_and_events(run_store: StoreRunner) -> None:
             "Error", "Traceback ...", "No valid host")
         got, events = await store.get_action("i1", "r3")
         assert got.message == "Error" and got.updated_at == 12.0
+        assert events[-1] == failed  # what finish_event returned is what was written
+        # details given once stay when a later finish gives none
+        again = await store.finish_event("i1", "r3", "compute_prep_resize", now=13.0)
+        assert (again.details, again.result, again.finish_time, again.updated_at) == (
+            "No valid host", "Success", 13.0, 13.0)
+        assert (await store.get_action("i1", "r3"))[1][-1] == again
         assert [(e.event, e.result) for e in events] == [
             ("conductor_migrate_server", None), ("compute_prep_resize", "Error")]
 
@@ -57,6 +63,8 @@ def test_actions_and_events(run_store: StoreRunner) -> None:
             await store.start_event("i1", "nope", "x", now=1.0)
         with pytest.raises(NotFound, match="event never"):
             await store.finish_event("i1", "r3", "never", now=1.0)
+        with pytest.raises(NotFound, match="request nope"):
+            await store.finish_event("i1", "nope", "compute_prep_resize", now=1.0)
         with pytest.raises(NotFound):
             await store.get_action("i1", "nope")
         with pytest.raises(NotFound):

@@ -273,6 +273,13 @@ def test_by_host_and_metadata(run_store: StoreRunner) -> None:
         await store.update_instance("a", now=12.6, vm_state="active", task_state="spawning")
         assert await store.host_instance_counts("h1", ["rebooting"]) == (2, 0)
         assert await store.host_instance_counts("h9", ["spawning"]) == (0, 0)
+        # a watcher's look: every instance changed since, deleted ones too, oldest first
+        assert [(s.uuid, s.vm_state, s.task_state, s.deleted)
+                for s in await store.instance_states_since(12.0)] == [
+            ("a", "active", "spawning", False), ("b", "active", None, False),
+            ("c", "deleted", None, True)]
+        assert [s.uuid for s in await store.instance_states_since(12.55)] == ["a"]
+        assert await store.instance_states_since(99.0) == []
         await boot(store, "d")  # not on a host yet: not placed
         assert await store.placed_instances() == [
             ("a", "h1", "active", "spawning"), ("b", "h1", "active", None)]
