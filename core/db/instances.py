@@ -216,8 +216,9 @@ class InstanceStore(StoreArea):
         return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
 
     async def instance_states_since(self, since: float) -> list[InstanceState]:
-        """The states of the instances (live or deleted) changed at or after ``since``,
-        oldest instance first: what a watcher of many servers needs, without records."""
+        """The states of the instances (live or deleted) changed at or after ``since``, in
+        the order of their last change: what a watcher of many servers needs, without
+        records."""
         rows = await self.db.transact(lambda tx: tx.rows(CHANGED_STATES, {"since": since}))
         return [InstanceState(str(r[0]), str(r[1]), r[2], bool(r[3]), r[4], r[5])
                 for r in rows]

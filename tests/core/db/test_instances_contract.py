@@ -273,11 +273,11 @@ def test_by_host_and_metadata(run_store: StoreRunner) -> None:
         await store.update_instance("a", now=12.6, vm_state="active", task_state="spawning")
         assert await store.host_instance_counts("h1", ["rebooting"]) == (2, 0)
         assert await store.host_instance_counts("h9", ["spawning"]) == (0, 0)
-        # a watcher's look: every instance changed since, deleted ones too, oldest first
+        # a watcher's look: every instance changed since, deleted ones too, by last change
         assert [(s.uuid, s.vm_state, s.task_state, s.deleted)
                 for s in await store.instance_states_since(12.0)] == [
-            ("a", "active", "spawning", False), ("b", "active", None, False),
-            ("c", "deleted", None, True)]
+            ("c", "deleted", None, True), ("b", "active", None, False),
+            ("a", "active", "spawning", False)]
         assert [s.uuid for s in await store.instance_states_since(12.55)] == ["a"]
         assert await store.instance_states_since(99.0) == []
         await boot(store, "d")  # not on a host yet: not placed
