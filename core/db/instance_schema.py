@@ -87,6 +87,7 @@ instances = Table(
     *time_columns(),
     *soft_delete_columns(),
     Index(None, "project_id", "user_id", "deleted"),
+    Index(None, "project_id", "deleted"),
     Index(None, "host", "node", "deleted"),
     Index(None, "host", "deleted"),
     Index(None, "updated_at", "project_id"),

@@ -77,6 +77,7 @@ fixed_ips = Table(
     UniqueConstraint("address", "deleted"),
     Index(None, "network_id", "instance_uuid", "reserved", "deleted"),
     Index(None, "instance_uuid"),
+    Index(None, "virtual_interface_id"),
 )
 
 virtual_interfaces = Table(

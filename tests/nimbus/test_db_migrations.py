@@ -34,7 +34,8 @@ pytestmark = pytest.mark.timeout(120)
 #: An older revision, and what the revisions after it add (see versions/000[23]_*.py).
 OLD = "0001"
 ADDED_TABLE, ADDED_COLUMN = "instance_faults", "details"
-ADDED_INDEXES = ["ix_instances_host_deleted", "ix_instances_updated_at_project_id"]
+ADDED_INDEXES = sorted(["ix_instances_host_deleted", "ix_instances_updated_at_project_id",
+                        "ix_instances_project_id_deleted", "ix_fixed_ips_virtual_interface_id"])
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
