@@ -35,19 +35,18 @@ if TYPE_CHECKING:
 #: The Store methods compute may run through the conductor, and nothing else.
 COMPUTE_STORE_METHODS = frozenset({
     # instances and what hangs off them
-    "get_instance", "instances_by_host", "host_instance_counts", "update_instance",
+    "get_instance", "instances_by_host", "update_instance",
     "soft_delete_instance",
     "start_event", "finish_event", "finish_action", "add_instance_fault", "bdms_for_instance",
-    "remove_instance_from_groups", "group_for_instance", "list_instances",
+    "group_for_instance", "list_instances",
     "start_action",  # the stop of a guest that stopped by itself (power state sync)
     # services and compute nodes
     "service_by_host_binary", "create_service", "service_heartbeat", "compute_node_by_host",
-    "create_compute_node", "update_compute_node_usage", "record_node_usage",
-    "list_compute_nodes",
+    "create_compute_node", "record_node_usage", "list_compute_nodes",
     # placement, for the resource tracker
     "get_resource_provider", "create_resource_provider", "get_inventories", "set_inventories",
     "set_traits", "ensure_traits", "get_allocations", "allocations_for_provider",
-    "usages_for_provider", "claim_allocations", "delete_allocations", "move_allocations",
+    "claim_allocations", "delete_allocations", "move_allocations",
     # migrations
     "get_migration", "get_migration_by_uuid", "update_migration", "update_migration_status",
     "migrations_by_instance", "migration_by_instance_and_status",
