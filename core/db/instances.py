@@ -205,9 +205,8 @@ class InstanceStore(StoreArea):
                                    busy_task_states: Sequence[str]) -> tuple[int, int]:
         """(live instances on ``host``, those building or in one of ``busy_task_states``),
         counted in the database: a host's load report without reading the records."""
-        row = await self.db.transact(lambda tx: tx.one(
-            HOST_COUNTS, {"host": host, "busy": sorted(busy_task_states)}))
-        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+        return await self.db.transact(
+            lambda tx: count_host_instances(tx, host, busy_task_states))
 
     async def placed_instances(self) -> list[tuple[str, str, str, str | None]]:
         """(uuid, host, vm_state, task_state) of every live instance on a host, oldest
@@ -389,3 +388,11 @@ async def _explain_conflict(
         raise StaleVersionError(
             f"instance {uuid} changed: version is {actual_version}, expected {version}")
     raise ConflictError(f"instance {uuid} changed while being updated; retry")
+
+
+async def count_host_instances(tx: Tx, host: str,
+                               busy_task_states: Sequence[str]) -> tuple[int, int]:
+    """Inside a transaction: (live instances on ``host``, those building or in one of
+    ``busy_task_states``)."""
+    row = await tx.one(HOST_COUNTS, {"host": host, "busy": sorted(busy_task_states)})
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)

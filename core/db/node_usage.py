@@ -15,12 +15,9 @@ from typing import Any
 
 from nimbus.core.db.area import StoreArea
 from nimbus.core.db.database import Tx
-from nimbus.core.db.instance_sql import HOST_COUNTS
-from nimbus.core.db.meta import dumps
-from nimbus.core.db.placement_allocations import PROVIDER_USAGES
-from nimbus.core.db.placement_sql import class_name, provider_id_gen
-from nimbus.core.db.services import UPDATE_NODE_USAGE
-from nimbus.core.errors import NotFound
+from nimbus.core.db.instances import count_host_instances
+from nimbus.core.db.placement_allocations import provider_usages
+from nimbus.core.db.services import write_node_usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +40,13 @@ class NodeUsageStore(StoreArea):
         ``node_id`` (``stats`` gains ``io_workload``: the busy count) and return it.
         ``NotFound`` when the provider or the node is gone."""
         async def body(tx: Tx) -> NodeUsage:
-            rp_id, _ = await provider_id_gen(tx, provider_uuid)
-            used = {class_name(r[0], r[1]): int(r[2])
-                    for r in await tx.rows(PROVIDER_USAGES, {"rp_id": rp_id})}
-            row = await tx.one(HOST_COUNTS, {"host": host, "busy": sorted(busy_task_states)})
-            running, busy = (int(row[0]), int(row[1])) if row is not None else (0, 0)
-            written = await tx.run(UPDATE_NODE_USAGE, {
-                "nid": node_id, "vcpus": vcpus, "memory_mb": memory_mb, "local_gb": local_gb,
-                "vcpus_used": used.get("VCPU", 0), "memory_mb_used": used.get("MEMORY_MB", 0),
-                "local_gb_used": used.get("DISK_GB", 0), "running_vms": running,
-                "stats": dumps({**stats, "io_workload": busy}), "now": now})
-            if not written:
-                raise NotFound(f"compute node {node_id} not found")
+            used = await provider_usages(tx, provider_uuid)
+            running, busy = await count_host_instances(tx, host, busy_task_states)
+            await write_node_usage(
+                tx, node_id, vcpus=vcpus, memory_mb=memory_mb, local_gb=local_gb,
+                vcpus_used=used.get("VCPU", 0), memory_mb_used=used.get("MEMORY_MB", 0),
+                local_gb_used=used.get("DISK_GB", 0), running_vms=running,
+                stats={**stats, "io_workload": busy}, now=now)
             return NodeUsage(used, running, busy)
 
         return await self.db.transact(body)

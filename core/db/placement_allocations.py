@@ -100,7 +100,7 @@ _ALLOCATIONS_ON = (
     .select_from(allocations.outerjoin(resource_classes, _rc.id == _al.resource_class_id))
     .where(_al.resource_provider_id == bindparam("rp_id"))
     .order_by(_al.consumer_id, _al.resource_class_id))
-PROVIDER_USAGES = (
+_PROVIDER_USAGES = (
     select(_inv.resource_class_id, _rc.name, used_sum(inventories))
     .select_from(inventories.outerjoin(resource_classes, _rc.id == _inv.resource_class_id))
     .where(_inv.resource_provider_id == bindparam("rp_id")))
@@ -287,11 +287,7 @@ class AllocationStore(StoreArea):
 
     async def usages_for_provider(self, uuid: str) -> dict[str, int]:
         """What is allocated of each class a provider has inventory of (0 if nothing)."""
-        async def body(tx: Tx) -> list[Row]:
-            rp_id, _ = await provider_id_gen(tx, uuid)
-            return await tx.rows(PROVIDER_USAGES, {"rp_id": rp_id})
-
-        return {class_name(r[0], r[1]): int(r[2]) for r in await self.db.transact(body)}
+        return await self.db.transact(lambda tx: provider_usages(tx, uuid))
 
     async def usages_for_project(
         self, project_id: str, user_id: str | None = None
@@ -358,3 +354,11 @@ def _by_provider(rows: list[Row]) -> dict[str, dict[str, int]]:
     for rp_uuid, rc_id, custom, used, _ in rows:
         out.setdefault(rp_uuid, {})[class_name(rc_id, custom)] = used
     return out
+
+
+async def provider_usages(tx: Tx, uuid: str) -> dict[str, int]:
+    """Inside a transaction: what is allocated of each class provider ``uuid`` has
+    inventory of (0 if nothing); ``NotFound`` naming the provider if there is none."""
+    rp_id, _ = await provider_id_gen(tx, uuid)
+    return {class_name(r[0], r[1]): int(r[2])
+            for r in await tx.rows(_PROVIDER_USAGES, {"rp_id": rp_id})}

@@ -182,7 +182,7 @@ _INSERT_NODE = compute_nodes.insert().returning(_n.id)
 _NODE_BY_UUID = select(*NODE_COLUMNS).where(_n.uuid == bindparam("uuid"), _n.deleted == 0)
 _NODE_BY_HOST_NAME = select(*NODE_COLUMNS).where(
     _n.host == bindparam("host"), _n.hypervisor_hostname == bindparam("name"), _n.deleted == 0)
-UPDATE_NODE_USAGE = (compute_nodes.update()
+_UPDATE_NODE_USAGE = (compute_nodes.update()
                 .where(_n.id == bindparam("nid"))
                 .values(vcpus=bindparam("vcpus"), memory_mb=bindparam("memory_mb"),
                         local_gb=bindparam("local_gb"), vcpus_used=bindparam("vcpus_used"),
@@ -325,12 +325,25 @@ class ServiceStore(StoreArea):
         now: float,
     ) -> None:
         """What the resource tracker reports: capacity and what is used of it."""
-        usage = {"nid": node_id, "vcpus": vcpus, "memory_mb": memory_mb, "local_gb": local_gb,
-                 "vcpus_used": vcpus_used, "memory_mb_used": memory_mb_used,
-                 "local_gb_used": local_gb_used, "running_vms": running_vms,
-                 "stats": dumps(stats), "now": now}
-        if not await self._run(UPDATE_NODE_USAGE, usage):
-            raise NotFound(f"compute node {node_id} not found")
+        await self.db.transact(lambda tx: write_node_usage(
+            tx, node_id, vcpus=vcpus, memory_mb=memory_mb, local_gb=local_gb,
+            vcpus_used=vcpus_used, memory_mb_used=memory_mb_used, local_gb_used=local_gb_used,
+            running_vms=running_vms, stats=stats, now=now))
+
+
+async def write_node_usage(
+    tx: Tx, node_id: int, *, vcpus: int, memory_mb: int, local_gb: int, vcpus_used: int,
+    memory_mb_used: int, local_gb_used: int, running_vms: int, stats: dict[str, Any],
+    now: float,
+) -> None:
+    """Inside a transaction: write a compute node's capacity and usage; ``NotFound``
+    naming the node if it is gone."""
+    usage = {"nid": node_id, "vcpus": vcpus, "memory_mb": memory_mb, "local_gb": local_gb,
+             "vcpus_used": vcpus_used, "memory_mb_used": memory_mb_used,
+             "local_gb_used": local_gb_used, "running_vms": running_vms,
+             "stats": dumps(stats), "now": now}
+    if not await tx.run(_UPDATE_NODE_USAGE, usage):
+        raise NotFound(f"compute node {node_id} not found")
 
 
 async def _service(tx: Tx, service_id: int) -> ServiceRecord:
